@@ -1,0 +1,1 @@
+"""HTTP and WebSocket APIs: dashboard-api and orchestration."""

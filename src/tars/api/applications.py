@@ -1,0 +1,58 @@
+"""Assembles the two services from their routers; nothing else happens here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from tars.api.errors import install_error_handlers
+from tars.api.observability import RequestMetricsMiddleware
+from tars.api.observability import router as metrics_router
+from tars.api.realtime import Hub
+from tars.api.routes import agents, auth, evaluations, health, runs, train, ui, ws
+from tars.runtime import Runtime
+from tars.version import __version__
+
+DASHBOARD_API = "dashboard-api"
+ORCHESTRATION = "orchestration"
+
+
+def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object) -> FastAPI:
+    app = FastAPI(title=f"T.A.R.S. {service}", version=__version__, description=description, **kwargs)  # type: ignore[arg-type]
+    app.state.runtime = runtime
+    app.state.service_name = service
+    app.add_middleware(RequestMetricsMiddleware, service=service)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.include_router(auth.router)
+    return app
+
+
+def create_dashboard_app(runtime: Runtime) -> FastAPI:
+    hub = Hub(runtime.bus)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+
+    app = _base_app(runtime, DASHBOARD_API, "Evaluations, agents, runs and the live dashboard.", lifespan=lifespan)
+    app.state.hub = hub
+    for router in (evaluations.router, agents.router, runs.router, ws.router, ui.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
+    return app
+
+
+def create_orchestration_app(runtime: Runtime) -> FastAPI:
+    app = _base_app(runtime, ORCHESTRATION, "Starts training jobs and reports on runs.")
+    for router in (train.router, runs.router, agents.router):
+        app.include_router(router)
+    return app

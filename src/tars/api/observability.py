@@ -1,0 +1,50 @@
+"""Request metrics by route template (never the raw path) and the /metrics endpoint."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tars.metrics import HTTP_DURATION, HTTP_REQUESTS
+from tars.version import VERSION
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", UNMATCHED_ROUTE)
+            method = str(scope["method"])
+            HTTP_REQUESTS.labels(self.service, method, template, str(status_code), VERSION).inc()
+            HTTP_DURATION.labels(self.service, method, template, VERSION).observe(time.perf_counter() - started)
+
+
+router = APIRouter(tags=["observability"])
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

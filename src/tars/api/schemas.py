@@ -1,0 +1,122 @@
+"""Request and response bodies. Requests refuse unknown fields and coerce nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tars.domain.regions import REGIONS
+
+AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Region = Literal["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-1"]
+assert set(Region.__args__) == set(REGIONS)  # type: ignore[attr-defined]
+
+
+class RequestModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    service: str
+    region: str
+
+
+class LoginIn(RequestModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class TrainIn(RequestModel):
+    agent_id: AgentId
+    episodes: int = Field(gt=0, le=100_000)
+    environment: str | None = Field(default=None, min_length=1, max_length=64)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = Field(default=None, ge=0, lt=2**31)
+
+
+class TrainOut(BaseModel):
+    run_id: str
+    status: str
+
+
+class RunOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    run_id: str = Field(validation_alias="id")
+    agent_id: str
+    algorithm: str
+    environment: str
+    status: str
+    episodes: int
+    episodes_done: int
+    evaluation_episodes: int
+    seed: int
+    hyperparameters: dict[str, Any]
+    attempts: int
+    worker: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunDetailOut(RunOut):
+    rewards: list[float] = Field(default_factory=list, description="Training reward of each episode so far")
+    evaluation: dict[str, Any] | None = Field(default=None, description="Summary of the run's evaluations")
+
+
+class RunListOut(BaseModel):
+    items: list[RunOut]
+
+
+class EvaluationIn(RequestModel):
+    agent_id: AgentId
+    environment: str = Field(min_length=1, max_length=64)
+    reward: float = Field(allow_inf_nan=False)
+    region: Region | None = None
+    episode_length: int | None = Field(default=None, ge=0)
+    duration_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class EvaluationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    agent_id: str
+    run_id: str | None
+    environment: str
+    region: str
+    reward: float
+    episode_length: int | None
+    duration_ms: float | None
+    status: str
+    created_at: datetime
+
+
+class EvaluationPageOut(BaseModel):
+    items: list[EvaluationOut]
+    next_cursor: str | None
+
+
+class AgentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    agent_id: str
+    algorithm: str
+    environment: str
+    hyperparameters: dict[str, Any]
+    builtin: bool
+
+
+class AgentListOut(BaseModel):
+    items: list[AgentOut]

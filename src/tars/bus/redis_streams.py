@@ -1,0 +1,139 @@
+"""Distributed bus: jobs on a Redis Stream with a consumer group, events over Redis pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from tars.bus import keys
+from tars.bus.base import Delivery
+from tars.domain.events import Event
+from tars.domain.runs import TrainingJob
+
+log = logging.getLogger(__name__)
+
+
+class RedisJobQueue:
+    def __init__(self, url: str, *, claim_idle_seconds: float) -> None:
+        self._redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        self._claim_idle_ms = int(claim_idle_seconds * 1000)
+        self._group_ready = False
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            # From id 0, so jobs enqueued before any worker existed are delivered too.
+            self._redis.xgroup_create(keys.JOBS_STREAM, keys.WORKER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def enqueue(self, job: TrainingJob) -> None:
+        self._redis.xadd(keys.JOBS_STREAM, {"job": json.dumps(job.to_dict())})
+
+    def receive(self, consumer: str, timeout: float) -> Delivery | None:
+        self._ensure_group()
+        claimed = self._claim_stale(consumer)
+        if claimed is not None:
+            return claimed
+        response: Any = self._redis.xreadgroup(
+            keys.WORKER_GROUP, consumer, {keys.JOBS_STREAM: ">"}, count=1, block=max(1, int(timeout * 1000))
+        )
+        for _stream, messages in response or []:
+            for message_id, fields in messages:
+                return _delivery(message_id, fields, redelivered=False)
+        return None
+
+    def _claim_stale(self, consumer: str) -> Delivery | None:
+        """Take over a job whose worker went silent (killed, partitioned) before acknowledging it."""
+        result: Any = self._redis.xautoclaim(
+            keys.JOBS_STREAM, keys.WORKER_GROUP, consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=1
+        )
+        for message_id, fields in result[1]:
+            if fields:
+                log.warning("claimed stale job %s for %s", message_id, consumer)
+                return _delivery(message_id, fields, redelivered=True)
+        return None
+
+    def ack(self, delivery: Delivery) -> None:
+        pipe = self._redis.pipeline()
+        pipe.xack(keys.JOBS_STREAM, keys.WORKER_GROUP, delivery.message_id)
+        pipe.xdel(keys.JOBS_STREAM, delivery.message_id)
+        pipe.execute()
+
+    def keep_alive(self, delivery: Delivery, consumer: str) -> None:
+        # Re-claiming a message to its own consumer resets its idle time.
+        self._redis.xclaim(
+            keys.JOBS_STREAM,
+            keys.WORKER_GROUP,
+            consumer,
+            min_idle_time=0,
+            message_ids=[delivery.message_id],
+            justid=True,
+        )
+
+    def release(self, delivery: Delivery) -> None:
+        pipe = self._redis.pipeline()
+        pipe.xadd(keys.JOBS_STREAM, {"job": json.dumps(delivery.job.to_dict())})
+        pipe.xack(keys.JOBS_STREAM, keys.WORKER_GROUP, delivery.message_id)
+        pipe.xdel(keys.JOBS_STREAM, delivery.message_id)
+        pipe.execute()
+
+    def pending_count(self) -> int:
+        self._ensure_group()
+        info: Any = self._redis.xpending(keys.JOBS_STREAM, keys.WORKER_GROUP)
+        return int(info["pending"])
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _delivery(message_id: str, fields: dict[str, str], *, redelivered: bool) -> Delivery:
+    return Delivery(
+        job=TrainingJob.from_dict(json.loads(fields["job"])), message_id=message_id, redelivered=redelivered
+    )
+
+
+class RedisEventBus:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._redis = redis.Redis.from_url(url, decode_responses=True)
+
+    def publish(self, event: Event) -> None:
+        self._redis.publish(keys.EVENTS_CHANNEL, event.to_json())
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
+        client = aioredis.Redis.from_url(self._url, decode_responses=True)
+        try:
+            yield self._listen(client)
+        finally:
+            await client.aclose()
+
+    async def _listen(self, client: aioredis.Redis) -> AsyncIterator[Event]:
+        while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(keys.EVENTS_CHANNEL)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        yield Event.from_json(message["data"])
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                # Redis restarting: keep the watcher alive and subscribe again.
+                log.warning("event subscription lost (%s); resubscribing", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,198 @@
+"""The `tars` command: a thin layer over the same functions the APIs use."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from tars.cli import client
+from tars.domain.errors import TarsError
+from tars.domain.users import Role
+from tars.settings import Settings
+from tars.version import VERSION
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@click.group()
+@click.version_option(VERSION, prog_name="tars")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """T.A.R.S.: train, evaluate and operate reinforcement-learning agents."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings:\n{exc}") from exc
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    ctx.obj = settings
+
+
+def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
+    from tars.runtime import SchemaOutOfDate, build_runtime
+
+    try:
+        return build_runtime(settings, migrate_schema=migrate_schema)
+    except SchemaOutOfDate as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Run every service in one process: embedded mode (or all-in-one on PostgreSQL and Redis)."""
+    from tars.api.applications import create_dashboard_app, create_orchestration_app
+    from tars.cli.serving import make_server, make_worker, run_foreground
+
+    settings = _settings(ctx)
+    runtime = _runtime(settings, migrate_schema=True)
+    servers = [
+        make_server(create_dashboard_app(runtime), settings.host, settings.dashboard_port, settings.log_level),
+        make_server(create_orchestration_app(runtime), settings.host, settings.orchestration_port, settings.log_level),
+    ]
+    mode = "embedded (SQLite, in-process bus)" if settings.embedded else "distributed (Redis)"
+    click.echo(f"T.A.R.S. {VERSION} — {mode}; data in {settings.data_dir}")
+    click.echo(f"  dashboard      {settings.dashboard_url}/")
+    click.echo(f"  dashboard-api  {settings.dashboard_url}/docs")
+    click.echo(f"  orchestration  {settings.orchestration_base_url}/docs")
+    click.echo("Press Ctrl-C to stop.")
+    try:
+        run_foreground(servers, make_worker(runtime))
+    finally:
+        runtime.close()
+
+
+@cli.command()
+@click.argument("service", type=click.Choice(["dashboard-api", "orchestration"]))
+@click.option("--port", type=int, default=None, help="Default: the service's port from settings")
+@click.pass_context
+def serve(ctx: click.Context, service: str, port: int | None) -> None:
+    """Run one API service (distributed mode)."""
+    from tars.api.applications import create_dashboard_app, create_orchestration_app
+    from tars.cli.serving import make_server, run_foreground
+
+    settings = _settings(ctx)
+    runtime = _runtime(settings, migrate_schema=False)
+    if service == "dashboard-api":
+        app, default_port = create_dashboard_app(runtime), settings.dashboard_port
+    else:
+        app, default_port = create_orchestration_app(runtime), settings.orchestration_port
+    try:
+        run_foreground([make_server(app, settings.host, port or default_port, settings.log_level)], None)
+    finally:
+        runtime.close()
+
+
+@cli.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run an agent worker that trains jobs from the queue (distributed mode)."""
+    from tars.cli.serving import make_worker, run_foreground
+
+    settings = _settings(ctx)
+    if settings.embedded:
+        raise click.ClickException("a separate worker needs TARS_REDIS_URL; embedded mode runs its worker in `tars up`")
+    runtime = _runtime(settings, migrate_schema=False)
+    click.echo(f"worker {settings.worker_name} taking jobs from {settings.redis_url}")
+    try:
+        run_foreground([], make_worker(runtime))
+    finally:
+        runtime.close()
+
+
+@cli.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_context
+def db_upgrade(ctx: click.Context, revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from tars.storage import migrate
+    from tars.storage.database import make_engine
+
+    engine = make_engine(_settings(ctx).sqlalchemy_url)
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine, revision)
+        click.echo(f"database at {migrate.current_revision(engine)} (was {before or 'empty'})")
+    finally:
+        engine.dispose()
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.pass_context
+def db_downgrade(ctx: click.Context, revision: str) -> None:
+    """Revert migrations down to REVISION ('base' reverts all)."""
+    from tars.storage import migrate
+    from tars.storage.database import make_engine
+
+    engine = make_engine(_settings(ctx).sqlalchemy_url)
+    try:
+        migrate.downgrade(engine, revision)
+        click.echo(f"database at {migrate.current_revision(engine) or 'base'}")
+    finally:
+        engine.dispose()
+
+
+@db.command("status")
+@click.pass_context
+def db_status(ctx: click.Context) -> None:
+    """Show the current and the latest schema revision."""
+    from tars.storage import migrate
+    from tars.storage.database import make_engine
+
+    engine = make_engine(_settings(ctx).sqlalchemy_url)
+    try:
+        current, head = migrate.current_revision(engine), migrate.head_revision(engine)
+        state = "up to date" if current == head else "needs `tars db upgrade`"
+        click.echo(f"current: {current or 'empty'}\nhead:    {head}\n{state}")
+    finally:
+        engine.dispose()
+
+
+@cli.group()
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.VIEWER.value, show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input")
+@click.pass_context
+def users_create(ctx: click.Context, username: str, role: str, password_stdin: bool) -> None:
+    """Create USERNAME; the password is asked for (or read from stdin), never given as an argument."""
+    from tars.services.auth import create_user
+    from tars.storage import migrate
+    from tars.storage.database import make_engine, make_session_factory, transaction
+
+    if password_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    engine = make_engine(_settings(ctx).sqlalchemy_url)
+    try:
+        if _settings(ctx).embedded:
+            migrate.upgrade(engine)
+        with transaction(make_session_factory(engine)) as session:
+            user = create_user(session, username, password, Role(role))
+            click.echo(f"created user {user.username} ({user.role})")
+    except TarsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        engine.dispose()
+
+
+cli.add_command(client.login)
+cli.add_command(client.train)

@@ -1,0 +1,33 @@
+"""Prometheus metrics shared by every service; label values are always from bounded sets."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+from tars.version import VERSION
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests handled", ["service", "method", "route", "code", "version"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration",
+    ["service", "method", "route", "version"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+EVALUATIONS = Counter(
+    "tars_evaluations_total", "Evaluations stored", ["agent_id", "environment", "region", "status", "version"]
+)
+EVALUATION_REWARD = Histogram(
+    "tars_evaluation_reward",
+    "Reward of stored evaluations",
+    ["agent_id", "environment", "version"],
+    buckets=(-1000, -500, -200, -100, 0, 10, 50, 100, 200, 300, 400, 500),
+)
+TRAINING_RUNS = Counter("tars_training_runs_total", "Training runs by outcome", ["agent_id", "status", "version"])
+TRAINING_EPISODES = Counter("tars_training_episodes_total", "Training episodes finished", ["agent_id", "version"])
+
+
+def count_evaluation(agent_id: str, environment: str, region: str, status: str, reward: float) -> None:
+    EVALUATIONS.labels(agent_id, environment, region, status, VERSION).inc()
+    EVALUATION_REWARD.labels(agent_id, environment, VERSION).observe(reward)

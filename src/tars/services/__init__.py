@@ -1,0 +1,1 @@
+"""Use cases shared by the APIs, the worker and the CLI."""

@@ -1,0 +1,126 @@
+"""One validated configuration, built once at an entry point and passed down.
+
+Every field can be set through a ``TARS_``-prefixed environment variable
+(``TARS_DATABASE_URL``, ``TARS_REDIS_URL``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tars.domain.regions import REGIONS
+
+# Secrets people paste from tutorials; a token signed with one of these is forgeable by anyone.
+_KNOWN_WEAK_SECRETS = {"secret", "changeme", "change-me", "jwt-secret", "your-secret-key", "tars", "password"}
+_MIN_SECRET_LENGTH = 32
+_JWT_SECRET_FILE = "jwt_secret"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TARS_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".tars"), description="Where embedded state lives")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
+    redis_url: str | None = Field(default=None, description="Redis URL; unset means embedded in-process bus")
+    region: str = "us-west-2"
+
+    host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=3001, ge=1, le=65535)
+    orchestration_port: int = Field(default=8094, ge=1, le=65535)
+    orchestration_url: str | None = Field(default=None, description="Where the CLI submits training jobs")
+
+    jwt_secret: SecretStr | None = None
+    jwt_expires_seconds: int = Field(default=3600, ge=60)
+
+    evaluation_episodes: int = Field(default=10, ge=1, le=1000)
+    worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    # A job whose worker has been silent this long is claimed by another worker.
+    job_claim_idle_seconds: float = Field(default=60.0, gt=0)
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    # Matches the Kubernetes terminationGracePeriodSeconds of the worker pods.
+    worker_shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+
+    ws_ping_seconds: float = Field(default=30.0, gt=0)
+    ws_pong_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in REGIONS:
+            raise ValueError(f"unknown region {value!r}; expected one of {', '.join(REGIONS)}")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Self:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is None:
+            return f"sqlite:///{self.data_dir / 'tars.db'}"
+        url = self.database_url
+        # Plain postgres URLs would pick psycopg2, which we do not ship.
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{_client_host(self.host)}:{self.dashboard_port}"
+
+    @property
+    def orchestration_base_url(self) -> str:
+        if self.orchestration_url:
+            return self.orchestration_url.rstrip("/")
+        return f"http://{_client_host(self.host)}:{self.orchestration_port}"
+
+    def jwt_signing_secret(self) -> str:
+        """The configured secret, or one generated once and kept in the data directory."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / _JWT_SECRET_FILE
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # O_EXCL: two processes starting together must not each write their own secret.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+        secret = path.read_text().strip()
+        _check_secret(secret)
+        return secret
+
+
+def _check_secret(secret: str) -> None:
+    if secret.lower() in _KNOWN_WEAK_SECRETS or len(secret) < _MIN_SECRET_LENGTH:
+        raise ValueError(f"the JWT secret must be at least {_MIN_SECRET_LENGTH} characters and not a default")
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host

@@ -1,0 +1,1 @@
+"""Persistence: tables, migrations and the query functions every entry point shares."""

@@ -1,0 +1,109 @@
+"""Evaluations: insert one, and page through them newest first with a keyset cursor."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from tars.domain.errors import InvalidField
+from tars.storage.tables import EvaluationRow
+from tars.storage.types import utcnow
+
+
+@dataclass(frozen=True)
+class EvaluationFilter:
+    agent_id: str | None = None
+    environment: str | None = None
+    region: str | None = None
+    run_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationPage:
+    items: list[EvaluationRow]
+    next_cursor: str | None
+
+
+def insert_evaluation(
+    session: Session,
+    *,
+    agent_id: str,
+    environment: str,
+    region: str,
+    reward: float,
+    run_id: str | None = None,
+    episode_length: int | None = None,
+    duration_ms: float | None = None,
+    status: str = "completed",
+    created_at: datetime | None = None,
+) -> EvaluationRow:
+    row = EvaluationRow(
+        agent_id=agent_id,
+        run_id=run_id,
+        environment=environment,
+        region=region,
+        reward=reward,
+        episode_length=episode_length,
+        duration_ms=duration_ms,
+        status=status,
+        created_at=created_at or utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_evaluations(
+    session: Session, where: EvaluationFilter, *, limit: int, cursor: str | None = None
+) -> EvaluationPage:
+    query = select(EvaluationRow)
+    for column, value in (
+        (EvaluationRow.agent_id, where.agent_id),
+        (EvaluationRow.environment, where.environment),
+        (EvaluationRow.region, where.region),
+        (EvaluationRow.run_id, where.run_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if where.since is not None:
+        query = query.where(EvaluationRow.created_at >= where.since)
+    if where.until is not None:
+        query = query.where(EvaluationRow.created_at < where.until)
+    if cursor is not None:
+        after_time, after_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                EvaluationRow.created_at < after_time,
+                and_(EvaluationRow.created_at == after_time, EvaluationRow.id < after_id),
+            )
+        )
+    query = query.order_by(EvaluationRow.created_at.desc(), EvaluationRow.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    items = rows[:limit]
+    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more and items else None
+    return EvaluationPage(items=items, next_cursor=next_cursor)
+
+
+def encode_cursor(created_at: datetime, row_id: int) -> str:
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, row_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is None:
+            raise ValueError("cursor time has no zone")
+        return moment, int(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidField("cursor", "not a cursor this API returned", location="query") from exc

@@ -1,0 +1,1 @@
+"""Training and evaluation on Stable-Baselines3; runs inside a worker's child process."""

@@ -1,0 +1,1 @@
+"""Agent workers: take jobs from the queue and train each in a child process."""
