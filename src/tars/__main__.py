@@ -1,0 +1,3 @@
+from tars.cli.main import cli
+
+cli()

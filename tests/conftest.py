@@ -1,0 +1,152 @@
+"""Shared fixtures: real PostgreSQL and Redis servers, and T.A.R.S. runtimes on both backends."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from tars.api.applications import create_dashboard_app, create_orchestration_app
+from tars.domain.users import Role
+from tars.runtime import Runtime, build_runtime
+from tars.services.auth import create_user
+from tars.settings import Settings
+from tars.storage.database import transaction
+
+PG_ADMIN_URL = os.environ.get("TARS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("TARS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+TEST_SECRET = "test-secret-" + "x" * 40
+PASSWORD = "correct horse battery"
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable: {exc}"
+    if IN_CI:
+        pytest.fail(message + " (CI must provide it)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            pass
+    except psycopg.Error as exc:
+        _unavailable("PostgreSQL", exc)
+    return PG_ADMIN_URL
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"tars_test_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = postgres_admin_url.rsplit("/", 1)[0]
+    yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database emptied before and after the test."""
+    client = redis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _unavailable("Redis", exc)
+    client.flushdb()
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "jwt_secret": TEST_SECRET,
+        "evaluation_episodes": 3,
+        "job_claim_idle_seconds": 3.0,
+        "worker_heartbeat_seconds": 0.5,
+        "worker_shutdown_grace_seconds": 5.0,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(params=["embedded", "distributed"])
+def backend(request: pytest.FixtureRequest) -> str:
+    mode: str = request.param
+    return mode
+
+
+@pytest.fixture
+def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    if backend == "embedded":
+        return make_settings(tmp_path)
+    return make_settings(
+        tmp_path,
+        database_url=request.getfixturevalue("postgres_url"),
+        redis_url=request.getfixturevalue("redis_url"),
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    built = build_runtime(settings, migrate_schema=True)
+    yield built
+    built.close()
+
+
+def add_user(runtime: Runtime, username: str, role: Role) -> None:
+    with transaction(runtime.sessions) as session:
+        create_user(session, username, PASSWORD, role)
+
+
+@pytest.fixture
+def users(runtime: Runtime) -> dict[str, str]:
+    """One user of each role; maps role name to username."""
+    for role in Role:
+        add_user(runtime, f"{role.value}-user", role)
+    return {role.value: f"{role.value}-user" for role in Role}
+
+
+@pytest.fixture
+def dashboard(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_dashboard_app(runtime)) as client:
+        yield client
+
+
+@pytest.fixture
+def orchestration(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_orchestration_app(runtime)) as client:
+        yield client
+
+
+def login(client: TestClient, username: str) -> dict[str, str]:
+    response = client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def auth(dashboard: TestClient, users: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Authorization headers for each role."""
+    return {role: login(dashboard, username) for role, username in users.items()}
