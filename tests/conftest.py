@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from tars.domain.users import Role
 from tars.runtime import Runtime, build_runtime
 from tars.services.auth import create_user
 from tars.settings import Settings
-from tars.storage.database import transaction
+from tars.storage import migrate
+from tars.storage.database import make_engine, make_session_factory, transaction
+from tars.storage.users import get_user_by_username
 
 PG_ADMIN_URL = os.environ.get("TARS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("TARS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -45,16 +49,72 @@ def postgres_admin_url() -> str:
     return PG_ADMIN_URL
 
 
-@pytest.fixture
-def postgres_url(postgres_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for one test, dropped afterwards."""
+@contextmanager
+def _database(admin_url: str, template: str | None = None) -> Iterator[str]:
     name = f"tars_test_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = postgres_admin_url.rsplit("/", 1)[0]
-    yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_admin_url: str) -> Iterator[str]:
+    """A fresh database with no schema, dropped afterwards."""
+    with _database(postgres_admin_url) as url:
+        yield url
+
+
+def _prepare(url: str, *, with_users: bool) -> None:
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+        if with_users:
+            with transaction(make_session_factory(engine)) as session:
+                for role in Role:
+                    create_user(session, f"{role.value}-user", PASSWORD, role)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _migrated_template(postgres_admin_url: str) -> Iterator[str]:
+    with _database(postgres_admin_url) as url:
+        _prepare(url, with_users=False)
+        yield url.rsplit("/", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def _seeded_template(postgres_admin_url: str) -> Iterator[str]:
+    with _database(postgres_admin_url) as url:
+        _prepare(url, with_users=True)
+        yield url.rsplit("/", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def _seeded_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "tars.db"
+    _prepare(f"sqlite:///{path}", with_users=True)
+    return path
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url: str, _migrated_template: str) -> Iterator[str]:
+    """A fresh database already at the latest schema (copied from a template: fast), dropped afterwards."""
+    with _database(postgres_admin_url, template=_migrated_template) as url:
+        yield url
+
+
+@pytest.fixture
+def seeded_postgres_url(postgres_admin_url: str, _seeded_template: str) -> Iterator[str]:
+    """Like postgres_url, with one user of each role (see SEEDED_USERS)."""
+    with _database(postgres_admin_url, template=_seeded_template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -99,11 +159,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings for a T.A.R.S. on the chosen backend whose database holds SEEDED_USERS."""
     if backend == "embedded":
+        shutil.copyfile(request.getfixturevalue("_seeded_sqlite"), tmp_path / "tars.db")
         return make_settings(tmp_path)
     return make_settings(
         tmp_path,
-        database_url=request.getfixturevalue("postgres_url"),
+        database_url=request.getfixturevalue("seeded_postgres_url"),
         redis_url=request.getfixturevalue("redis_url"),
     )
 
@@ -115,17 +177,13 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
     built.close()
 
 
-def add_user(runtime: Runtime, username: str, role: Role) -> None:
-    with transaction(runtime.sessions) as session:
-        create_user(session, username, PASSWORD, role)
+SEEDED_USERS = {role.value: f"{role.value}-user" for role in Role}
 
 
 @pytest.fixture
 def users(runtime: Runtime) -> dict[str, str]:
-    """One user of each role; maps role name to username."""
-    for role in Role:
-        add_user(runtime, f"{role.value}-user", role)
-    return {role.value: f"{role.value}-user" for role in Role}
+    """One user of each role, already in the database; maps role name to username."""
+    return dict(SEEDED_USERS)
 
 
 @pytest.fixture
@@ -147,6 +205,12 @@ def login(client: TestClient, username: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def auth(dashboard: TestClient, users: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Authorization headers for each role."""
-    return {role: login(dashboard, username) for role, username in users.items()}
+def auth(runtime: Runtime, users: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Authorization headers for each role (tokens issued directly; login has tests of its own)."""
+    headers = {}
+    with runtime.sessions() as session:
+        for role, username in users.items():
+            user = get_user_by_username(session, username)
+            assert user is not None
+            headers[role] = {"Authorization": f"Bearer {runtime.tokens.issue(user).access_token}"}
+    return headers

@@ -13,7 +13,9 @@ def test_every_service_answers_health_in_one_shape(dashboard: TestClient, orches
         assert body["service"] == name
 
 
-def test_metrics_are_prometheus_text_with_route_templates(dashboard: TestClient, auth: dict[str, dict[str, str]]) -> None:
+def test_metrics_are_prometheus_text_with_route_templates(
+    dashboard: TestClient, auth: dict[str, dict[str, str]]
+) -> None:
     dashboard.get("/api/v1/agents/dqn", headers=auth["viewer"])
     dashboard.get("/api/v1/agents/nope", headers=auth["viewer"])
     text = dashboard.get("/metrics").text

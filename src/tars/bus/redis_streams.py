@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 
 from tars.bus import keys
 from tars.bus.base import Delivery
@@ -114,26 +115,36 @@ class RedisEventBus:
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
         client = aioredis.Redis.from_url(self._url, decode_responses=True)
+        # Subscribed before we return, so no event published after subscribe() is missed.
+        pubsub = await self._subscribed(client)
         try:
-            yield self._listen(client)
+            yield self._listen(client, pubsub)
         finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
             await client.aclose()
 
-    async def _listen(self, client: aioredis.Redis) -> AsyncIterator[Event]:
+    @staticmethod
+    async def _subscribed(client: aioredis.Redis) -> PubSub:
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(keys.EVENTS_CHANNEL)
+        return pubsub
+
+    async def _listen(self, client: aioredis.Redis, pubsub: PubSub) -> AsyncIterator[Event]:
         while True:
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(keys.EVENTS_CHANNEL)
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        yield Event.from_json(message["data"])
+                message = await pubsub.get_message(timeout=1.0)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                 # Redis restarting: keep the watcher alive and subscribe again.
                 log.warning("event subscription lost (%s); resubscribing", exc)
                 await asyncio.sleep(0.5)
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    pubsub = await self._subscribed(client)
+                except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    continue
+                continue
+            if message is not None and message.get("type") == "message":
+                yield Event.from_json(message["data"])
 
     def close(self) -> None:
         self._redis.close()

@@ -9,6 +9,7 @@ from tars.bus.base import EventBus
 from tars.domain.agents import ENVIRONMENTS
 from tars.domain.errors import InvalidField, NotFound
 from tars.domain.events import Event, EventType
+from tars.metrics import count_evaluation
 from tars.storage import agents, evaluations
 from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import EvaluationRow
@@ -43,6 +44,7 @@ def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: Evalu
             duration_ms=submission.duration_ms,
             status=submission.status,
         )
+    count_evaluation(row.agent_id, row.environment, row.region, row.status, row.reward)
     bus.publish(Event(EventType.EVALUATION_CREATED, evaluation_event_data(row)))
     return row
 

@@ -1,0 +1,85 @@
+"""The job queue contract, on the in-process queue and on Redis Streams alike."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tars.bus.base import JobQueue
+from tars.bus.memory import InProcessJobQueue
+from tars.bus.redis_streams import RedisJobQueue
+from tars.domain.runs import TrainingJob
+
+
+def job(run_id: str) -> TrainingJob:
+    return TrainingJob(run_id, "dqn", "dqn", "CartPole-v1", 3, 2, 11, {"learning_rate": 0.001})
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def queue(request: pytest.FixtureRequest) -> JobQueue:
+    if request.param == "in-process":
+        return InProcessJobQueue()
+    return RedisJobQueue(request.getfixturevalue("redis_url"), claim_idle_seconds=0.5)
+
+
+def test_jobs_arrive_in_order_and_intact(queue: JobQueue) -> None:
+    queue.enqueue(job("a"))
+    queue.enqueue(job("b"))
+    first = queue.receive("w1", timeout=1)
+    second = queue.receive("w1", timeout=1)
+    assert first is not None and second is not None
+    assert (first.job, second.job) == (job("a"), job("b"))
+    assert not first.redelivered
+    queue.ack(first)
+    queue.ack(second)
+    assert queue.receive("w1", timeout=0.2) is None
+
+
+def test_a_released_job_goes_to_the_next_worker(queue: JobQueue) -> None:
+    queue.enqueue(job("a"))
+    delivery = queue.receive("w1", timeout=1)
+    assert delivery is not None
+    queue.release(delivery)
+    again = queue.receive("w2", timeout=1)
+    assert again is not None and again.job == job("a")
+    queue.ack(again)
+
+
+def test_redis_job_of_a_silent_worker_is_claimed_by_another(redis_url: str) -> None:
+    queue = RedisJobQueue(redis_url, claim_idle_seconds=0.5)
+    queue.enqueue(job("a"))
+    taken = queue.receive("dies", timeout=1)
+    assert taken is not None
+    # "dies" never acknowledges nor keeps the job alive.
+    assert queue.receive("survivor", timeout=0.1) is None
+    time.sleep(0.6)
+    claimed = queue.receive("survivor", timeout=0.1)
+    assert claimed is not None and claimed.redelivered and claimed.job == job("a")
+    queue.ack(claimed)
+    assert queue.pending_count() == 0
+    queue.close()
+
+
+def test_redis_keep_alive_protects_a_working_job(redis_url: str) -> None:
+    queue = RedisJobQueue(redis_url, claim_idle_seconds=0.5)
+    queue.enqueue(job("a"))
+    taken = queue.receive("busy", timeout=1)
+    assert taken is not None
+    for _ in range(4):
+        time.sleep(0.3)
+        queue.keep_alive(taken, "busy")
+        assert queue.receive("other", timeout=0.05) is None
+    queue.ack(taken)
+    queue.close()
+
+
+def test_jobs_enqueued_before_any_worker_are_delivered(redis_url: str) -> None:
+    producer = RedisJobQueue(redis_url, claim_idle_seconds=30)
+    producer.enqueue(job("early"))
+    worker = RedisJobQueue(redis_url, claim_idle_seconds=30)
+    delivery = worker.receive("w", timeout=1)
+    assert delivery is not None and delivery.job.run_id == "early"
+    worker.ack(delivery)
+    producer.close()
+    worker.close()

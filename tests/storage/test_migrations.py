@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from tars.runtime import SchemaOutOfDate, build_runtime
+from tars.storage import migrate
+from tars.storage.database import make_engine
+from tests.conftest import make_settings
+
+TABLES = {"agents", "training_runs", "training_steps", "evaluations", "users", "api_keys"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tars.db'}"
+    url: str = request.getfixturevalue("empty_postgres_url")
+    return url
+
+
+def test_upgrade_creates_the_schema_and_downgrade_removes_it(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
+    try:
+        assert migrate.current_revision(engine) is None
+        migrate.upgrade(engine)
+        assert migrate.is_current(engine)
+        assert TABLES <= set(inspect(engine).get_table_names())
+        columns = {c["name"] for c in inspect(engine).get_columns("evaluations")}
+        assert columns >= {"id", "agent_id", "run_id", "environment", "region", "reward", "episode_length",
+                           "duration_ms", "status", "created_at"}  # fmt: skip
+        migrate.downgrade(engine, "base")
+        assert not TABLES & set(inspect(engine).get_table_names())
+        migrate.upgrade(engine)
+        assert migrate.is_current(engine)
+    finally:
+        engine.dispose()
+
+
+def test_services_refuse_an_out_of_date_schema(empty_database_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, database_url=empty_database_url)
+    with pytest.raises(SchemaOutOfDate, match="tars db upgrade"):
+        build_runtime(settings, migrate_schema=False)
