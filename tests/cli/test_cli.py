@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tars.cli.main import cli
+from tests.conftest import PASSWORD, TEST_SECRET
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., tuple[int, str]]:
+    runner = CliRunner()
+    env = {"TARS_DATA_DIR": str(tmp_path), "TARS_JWT_SECRET": TEST_SECRET, "TARS_REDIS_URL": ""}
+    env.pop("TARS_REDIS_URL")
+
+    def invoke(*args: str, input: str | None = None) -> tuple[int, str]:
+        result = runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+        return result.exit_code, result.output
+
+    return invoke
+
+
+def test_db_upgrade_status_and_downgrade(run_cli: Callable[..., tuple[int, str]]) -> None:
+    code, out = run_cli("db", "status")
+    assert code == 0 and "current: empty" in out and "needs `tars db upgrade`" in out
+    code, out = run_cli("db", "upgrade")
+    assert code == 0 and "was empty" in out
+    code, out = run_cli("db", "status")
+    assert code == 0 and "up to date" in out
+    code, out = run_cli("db", "downgrade", "base")
+    assert code == 0 and "database at base" in out
+
+
+def test_users_create_reads_the_password_from_stdin(run_cli: Callable[..., tuple[int, str]]) -> None:
+    code, out = run_cli("users", "create", "alice", "--role", "operator", "--password-stdin", input=PASSWORD + "\n")
+    assert (code, out.strip()) == (0, "created user alice (operator)")
+    code, out = run_cli("users", "create", "alice", "--password-stdin", input=PASSWORD + "\n")
+    assert code == 1 and "already exists" in out
+    code, out = run_cli("users", "create", "bob", "--password-stdin", input="short\n")
+    assert code == 1 and "password" in out
+    code, out = run_cli("users", "create", "carol", "--role", "root", "--password-stdin", input=PASSWORD + "\n")
+    assert code == 2 and "root" in out
+
+
+def test_worker_needs_redis(run_cli: Callable[..., tuple[int, str]]) -> None:
+    code, out = run_cli("worker")
+    assert code == 1 and "TARS_REDIS_URL" in out
+
+
+def test_invalid_settings_are_reported(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["db", "status"], env={"TARS_DATA_DIR": str(tmp_path), "TARS_REGION": "moon-1"})
+    assert result.exit_code == 1 and "unknown region 'moon-1'" in result.output
