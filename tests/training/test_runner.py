@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 
 from tars.domain.runs import TrainingJob
@@ -38,3 +41,9 @@ def test_same_seed_same_results() -> None:
     assert [(m.reward, m.length) for m in first if isinstance(m, EpisodeFinished | EvaluationFinished)] == [
         (m.reward, m.length) for m in second if isinstance(m, EpisodeFinished | EvaluationFinished)
     ]
+
+
+def test_training_leaves_no_log_folders_behind() -> None:
+    before = {p.name for p in Path(tempfile.gettempdir()).glob("SB3-*")}
+    run("ppo", "CartPole-v1", 1, 1)
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("SB3-*")} == before

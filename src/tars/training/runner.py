@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium as gym
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
 
 from tars.domain.runs import TrainingJob
@@ -35,7 +36,10 @@ def train_and_evaluate(job: TrainingJob, sink: ProgressSink) -> None:
 def build_model(job: TrainingJob, env: gym.Env[Any, Any]) -> BaseAlgorithm:
     hyperparameters = {**DEFAULT_HYPERPARAMETERS.get(job.algorithm, {}), **job.hyperparameters}
     cls = algorithm_class(job.algorithm)
-    return cls("MlpPolicy", env, seed=job.seed, verbose=0, device="cpu", **hyperparameters)
+    model = cls("MlpPolicy", env, seed=job.seed, verbose=0, device="cpu", **hyperparameters)
+    # Without a logger of its own, SB3 leaves an SB3-<date> folder in /tmp for every run.
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def evaluate(model: BaseAlgorithm, job: TrainingJob, sink: ProgressSink) -> None:
