@@ -11,6 +11,7 @@ from tars.bus.base import EventBus, JobQueue
 from tars.bus.memory import InProcessEventBus, InProcessJobQueue
 from tars.bus.redis_streams import RedisEventBus, RedisJobQueue
 from tars.services.auth import TokenService
+from tars.services.training import requeue_unfinished
 from tars.settings import Settings
 from tars.storage import migrate
 from tars.storage.agents import ensure_builtin_agents
@@ -53,6 +54,8 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
     bus: EventBus
     if settings.redis_url is None:
         queue, bus = InProcessJobQueue(), InProcessEventBus()
+        # The in-process queue starts empty: runs the last process did not finish go back in it.
+        requeue_unfinished(sessions, queue)
     else:
         queue = RedisJobQueue(settings.redis_url, claim_idle_seconds=settings.job_claim_idle_seconds)
         bus = RedisEventBus(settings.redis_url)

@@ -77,3 +77,13 @@ def run_event_data(run: TrainingRunRow) -> dict[str, Any]:
         "episodes_done": run.episodes_done,
         "error": run.error,
     }
+
+
+def requeue_unfinished(sessions: SessionFactory, queue: JobQueue) -> list[str]:
+    """Queue again every run that has not finished: for an in-process queue, which a restart empties."""
+    with sessions() as session:
+        pending = runs.unfinished_runs(session)
+        jobs = [runs.job_of(run) for run in pending]
+    for job in jobs:
+        queue.enqueue(job)
+    return [job.run_id for job in jobs]

@@ -52,6 +52,25 @@ def list_runs(
     return session.scalars(query.limit(limit)).all()
 
 
+def unfinished_runs(session: Session) -> Sequence[TrainingRunRow]:
+    unfinished = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+    query = select(TrainingRunRow).where(TrainingRunRow.status.in_(unfinished)).order_by(TrainingRunRow.created_at)
+    return session.scalars(query).all()
+
+
+def job_of(run: TrainingRunRow) -> TrainingJob:
+    return TrainingJob(
+        run_id=run.id,
+        agent_id=run.agent_id,
+        algorithm=run.algorithm,
+        environment=run.environment,
+        episodes=run.episodes,
+        evaluation_episodes=run.evaluation_episodes,
+        seed=run.seed,
+        hyperparameters=dict(run.hyperparameters),
+    )
+
+
 def start_attempt(session: Session, run_id: str, worker: str) -> TrainingRunRow:
     """Mark a run running on ``worker``, discarding what an earlier, unfinished attempt wrote.
 
