@@ -163,7 +163,7 @@ def test_a_job_whose_worker_is_killed_is_finished_by_another(
     victim.wait()
 
     # The orphaned training child notices and stops; nothing keeps training for a dead worker.
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive
 
     finished = wait_run(stack, headers, run_id, timeout=180)
