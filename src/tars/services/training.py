@@ -76,6 +76,9 @@ def run_event_data(run: TrainingRunRow) -> dict[str, Any]:
         "episodes": run.episodes,
         "episodes_done": run.episodes_done,
         "error": run.error,
+        "created_at": run.created_at.isoformat() if run.created_at else None,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
 
 
