@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from tars.bus.base import JobQueue
 from tars.bus.memory import InProcessJobQueue
@@ -83,3 +84,16 @@ def test_jobs_enqueued_before_any_worker_are_delivered(redis_url: str) -> None:
     worker.ack(delivery)
     producer.close()
     worker.close()
+
+
+def test_redis_queue_recovers_when_redis_loses_its_data(redis_url: str) -> None:
+    queue = RedisJobQueue(redis_url, claim_idle_seconds=30)
+    assert queue.receive("w", timeout=0.05) is None
+    redis.Redis.from_url(redis_url).flushdb()  # what a restart without persistence leaves
+    queue.enqueue(job("after-restart"))
+    with pytest.raises(redis.ResponseError, match="NOGROUP"):
+        queue.receive("w", timeout=0.05)
+    delivery = queue.receive("w", timeout=1)
+    assert delivery is not None and delivery.job.run_id == "after-restart"
+    queue.ack(delivery)
+    queue.close()

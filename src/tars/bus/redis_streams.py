@@ -43,12 +43,18 @@ class RedisJobQueue:
 
     def receive(self, consumer: str, timeout: float) -> Delivery | None:
         self._ensure_group()
-        claimed = self._claim_stale(consumer)
-        if claimed is not None:
-            return claimed
-        response: Any = self._redis.xreadgroup(
-            keys.WORKER_GROUP, consumer, {keys.JOBS_STREAM: ">"}, count=1, block=max(1, int(timeout * 1000))
-        )
+        try:
+            claimed = self._claim_stale(consumer)
+            if claimed is not None:
+                return claimed
+            response: Any = self._redis.xreadgroup(
+                keys.WORKER_GROUP, consumer, {keys.JOBS_STREAM: ">"}, count=1, block=max(1, int(timeout * 1000))
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                # Redis restarted without its data: the stream and group are gone; make them again.
+                self._group_ready = False
+            raise
         for _stream, messages in response or []:
             for message_id, fields in messages:
                 return _delivery(message_id, fields, redelivered=False)

@@ -84,6 +84,13 @@ class Worker:
                 self._queue.release(delivery)
                 self._stopping.wait(BACKOFF_SECONDS)
 
+    def _keep_alive(self, delivery: Delivery, slot: str) -> None:
+        try:
+            self._queue.keep_alive(delivery, slot)
+        except Exception as exc:
+            # A blip in the queue must not fail a healthy run; the next keep-alive tries again.
+            log.warning("run %s: keep-alive failed (%s)", delivery.job.run_id, exc)
+
     def _grace_expired(self) -> bool:
         return self._stop_requested_at is not None and time.monotonic() - self._stop_requested_at > self._shutdown_grace
 
@@ -113,7 +120,7 @@ class Worker:
             outcome, error = run_job(
                 job,
                 on_progress,
-                keep_alive=lambda: self._queue.keep_alive(delivery, slot),
+                keep_alive=lambda: self._keep_alive(delivery, slot),
                 keep_alive_every=self._keep_alive_every,
                 should_abort=self._grace_expired,
             )
