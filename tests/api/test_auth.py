@@ -37,6 +37,7 @@ def test_public_routes_need_no_token(dashboard: TestClient) -> None:
     assert dashboard.get("/health").status_code == 200
     assert dashboard.get("/metrics").status_code == 200
     assert dashboard.get("/").status_code == 200
+    assert dashboard.head("/").status_code == 200  # the playbook's smoke test: curl -I
     assert dashboard.get("/static/app.js").status_code == 200
 
 
