@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from tars.version import VERSION
 
@@ -31,3 +31,9 @@ TRAINING_EPISODES = Counter("tars_training_episodes_total", "Training episodes f
 def count_evaluation(agent_id: str, environment: str, region: str, status: str, reward: float) -> None:
     EVALUATIONS.labels(agent_id, environment, region, status, VERSION).inc()
     EVALUATION_REWARD.labels(agent_id, environment, VERSION).observe(reward)
+
+
+WORKER_RSS = Gauge("tars_worker_rss_bytes", "Resident memory of a worker and its training processes", ["worker"])
+WORKER_HEARTBEAT = Gauge("tars_worker_heartbeat_timestamp_seconds", "Time of a worker's last heartbeat", ["worker"])
+WORKER_BUSY = Gauge("tars_worker_busy_slots", "Jobs a worker is running now", ["worker"])
+WORKER_JOBS = Gauge("tars_worker_jobs_done", "Jobs a worker has finished since it started", ["worker"])

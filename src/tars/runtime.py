@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from tars.bus.base import EventBus, JobQueue
-from tars.bus.memory import InProcessEventBus, InProcessJobQueue
-from tars.bus.redis_streams import RedisEventBus, RedisJobQueue
+from tars.bus.base import EventBus, JobQueue, WorkerRegistry
+from tars.bus.memory import InProcessEventBus, InProcessJobQueue, InProcessWorkerRegistry
+from tars.bus.redis_streams import RedisEventBus, RedisJobQueue, RedisWorkerRegistry
 from tars.services.auth import TokenService
 from tars.services.training import requeue_unfinished
 from tars.settings import Settings
@@ -29,6 +29,7 @@ class Runtime:
     sessions: SessionFactory
     queue: JobQueue
     bus: EventBus
+    registry: WorkerRegistry
     tokens: TokenService
 
     def close(self) -> None:
@@ -52,12 +53,22 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
         pass  # another process starting at the same moment inserted them first
     queue: JobQueue
     bus: EventBus
+    registry: WorkerRegistry
     if settings.redis_url is None:
-        queue, bus = InProcessJobQueue(), InProcessEventBus()
+        queue = InProcessJobQueue()
+        bus = InProcessEventBus(backlog=settings.clear_frequency)
+        registry = InProcessWorkerRegistry()
         # The in-process queue starts empty: runs the last process did not finish go back in it.
         requeue_unfinished(sessions, queue)
     else:
-        queue = RedisJobQueue(settings.redis_url, claim_idle_seconds=settings.job_claim_idle_seconds)
+        queue = RedisJobQueue(
+            settings.redis_url,
+            claim_idle_seconds=settings.job_claim_idle_seconds,
+            algorithms=settings.served_algorithms,
+        )
         bus = RedisEventBus(settings.redis_url)
+        registry = RedisWorkerRegistry(settings.redis_url)
     tokens = TokenService(settings.jwt_signing_secret(), settings.jwt_expires_seconds)
-    return Runtime(settings=settings, engine=engine, sessions=sessions, queue=queue, bus=bus, tokens=tokens)
+    return Runtime(
+        settings=settings, engine=engine, sessions=sessions, queue=queue, bus=bus, registry=registry, tokens=tokens
+    )

@@ -10,11 +10,13 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tars.domain.agents import ALGORITHMS
+from tars.domain.hyperparameters import MemoryLimits
 from tars.domain.regions import REGIONS
 
 # Secrets people paste from tutorials; a token signed with one of these is forgeable by anyone.
@@ -40,8 +42,17 @@ class Settings(BaseSettings):
     jwt_expires_seconds: int = Field(default=3600, ge=60)
 
     evaluation_episodes: int = Field(default=10, ge=1, le=1000)
+    artifact_dir: Path | None = Field(default=None, description="Model checkpoints; default data_dir/artifacts")
+    # v1.0.1's memory settings: caps on every agent buffer and every in-process history.
+    buffer_max_size: int = Field(default=10_000, ge=1)
+    clear_frequency: int = Field(default=1_000, ge=1)
     worker_name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     worker_concurrency: int = Field(default=1, ge=1, le=64)
+    # The agent families (algorithms) this worker trains; empty means all of them.
+    worker_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Restart after this many jobs (0: never); a safety net, off by default.
+    worker_max_jobs: int = Field(default=0, ge=0)
+    worker_metrics_port: int = Field(default=9108, ge=0, le=65535, description="0 disables the worker's /metrics")
     # A job whose worker has been silent this long is claimed by another worker.
     job_claim_idle_seconds: float = Field(default=60.0, gt=0)
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
@@ -60,6 +71,21 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown region {value!r}; expected one of {', '.join(REGIONS)}")
         return value
 
+    @field_validator("worker_algorithms", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("worker_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in ALGORITHMS]
+        if unknown:
+            raise ValueError(f"unknown algorithm(s) {', '.join(unknown)}; expected some of {', '.join(ALGORITHMS)}")
+        return value
+
     @field_validator("jwt_secret")
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -70,7 +96,21 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _resolve_paths(self) -> Self:
         self.data_dir = self.data_dir.expanduser().resolve()
+        self.artifact_dir = (self.artifact_dir or self.data_dir / "artifacts").expanduser().resolve()
         return self
+
+    @property
+    def artifacts(self) -> Path:
+        assert self.artifact_dir is not None  # resolved by the validator
+        return self.artifact_dir
+
+    @property
+    def memory_limits(self) -> MemoryLimits:
+        return MemoryLimits(buffer_max_size=self.buffer_max_size, clear_frequency=self.clear_frequency)
+
+    @property
+    def served_algorithms(self) -> tuple[str, ...]:
+        return tuple(self.worker_algorithms) or tuple(ALGORITHMS)
 
     @property
     def sqlalchemy_url(self) -> str:

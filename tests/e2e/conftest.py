@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.conftest import PASSWORD, TEST_SECRET, free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 TARS = [sys.executable, "-m", "tars"]
 
@@ -27,6 +32,10 @@ class Stack:
     orchestration_url: str
     env: dict[str, str]
     data_dir: Path
+    # The processes that make it up, by name ("tars-up"; or "dashboard-api", "orchestration", "worker-0", ...).
+    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The SQLAlchemy URL of its PostgreSQL database (distributed mode only).
+    database_url: str | None = None
 
     def tars(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -75,6 +84,10 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        # Whatever a process left behind in its session (a training child of a killed worker) goes too.
+        for process in self.running:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -106,6 +119,7 @@ def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "TARS_JWT_SECRET": TEST_SECRET,
             "TARS_EVALUATION_EPISODES": "3",
             "TARS_LOG_LEVEL": "INFO",
+            "TARS_WORKER_METRICS_PORT": "0",
         }
     )
     env.update(extra)
@@ -130,9 +144,111 @@ def embedded_stack(tmp_path: Path, processes: Processes) -> Callable[..., Stack]
             orchestration_url=f"http://127.0.0.1:{orchestration_port}",
             env=env,
             data_dir=tmp_path / "data",
+            services={"tars-up": process},
         )
         wait_healthy(stack.dashboard_url, process)
         wait_healthy(stack.orchestration_url, process)
         return stack
 
     return start
+
+
+@pytest.fixture
+def distributed_stack(
+    tmp_path: Path, empty_postgres_url: str, redis_url: str, processes: Processes
+) -> Iterator[Callable[..., Stack]]:
+    """Starts T.A.R.S. distributed on a fresh PostgreSQL database and Redis, one process per service.
+
+    As an operator does: `tars db upgrade`, then `tars serve dashboard-api`, `tars serve orchestration`
+    and one `tars worker` per ``workers`` (named worker-0, worker-1, ...), the APIs on free ports.
+    Returns once both APIs are healthy and every worker has reported in.
+    """
+
+    def start(workers: int = 1, **extra: str) -> Stack:
+        dashboard_port, orchestration_port = free_port(), free_port()
+        env = base_env(
+            tmp_path / "data",
+            TARS_DATABASE_URL=empty_postgres_url,
+            TARS_REDIS_URL=redis_url,
+            TARS_DASHBOARD_PORT=str(dashboard_port),
+            TARS_ORCHESTRATION_PORT=str(orchestration_port),
+            **extra,
+        )
+        stack = Stack(
+            dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+            orchestration_url=f"http://127.0.0.1:{orchestration_port}",
+            env=env,
+            data_dir=tmp_path / "data",
+            database_url=empty_postgres_url,
+        )
+        upgrade = stack.tars("db", "upgrade")
+        assert upgrade.returncode == 0, upgrade.stderr
+        assert "(was empty)" in upgrade.stdout, upgrade.stdout
+        stack.services["dashboard-api"] = processes.start("dashboard-api", ["serve", "dashboard-api"], env)
+        stack.services["orchestration"] = processes.start("orchestration", ["serve", "orchestration"], env)
+        names = [f"worker-{n}" for n in range(workers)]
+        for name in names:
+            # Each its own /metrics port, as on any host that runs more than one worker.
+            worker_env = {**env, "TARS_WORKER_NAME": name, "TARS_WORKER_METRICS_PORT": str(free_port())}
+            stack.services[name] = processes.start(name, ["worker"], worker_env)
+        wait_healthy(stack.dashboard_url, stack.services["dashboard-api"])
+        wait_healthy(stack.orchestration_url, stack.services["orchestration"])
+        try:
+            wait_workers(stack, names)
+        except AssertionError as exc:
+            logs = "\n".join(f"--- {name}.log ---\n{processes.log(name)[-3000:]}" for name in names)
+            raise AssertionError(f"{exc}\n{logs}") from None
+        return stack
+
+    yield start
+    # Before the database is dropped and Redis emptied: services must not see their data vanish.
+    processes.stop_all()
+
+
+def wait_workers(stack: Stack, names: list[str], timeout: float = 60.0) -> None:
+    """Wait until the orchestration service lists every one of ``names`` among its live workers."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        for name in names:
+            process = stack.services.get(name)
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"{name} exited with {process.returncode} before reporting in")
+        health = httpx.get(f"{stack.orchestration_url}/health", timeout=5).json()
+        seen = {worker["name"] for worker in health.get("workers", [])}
+        if seen >= set(names):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"workers {sorted(set(names) - seen)} did not report in within {timeout} s")
+
+
+# Debian's chromium, driven by Playwright: never a browser download.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Headless Debian chromium; skipped when it is not installed, except on CI where that is a failure."""
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is not installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

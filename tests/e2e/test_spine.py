@@ -125,7 +125,7 @@ def test_train_evaluate_store_serve(stack: Stack) -> None:
 
 def _training_children(pid: int) -> list[psutil.Process]:
     try:
-        return [p for p in psutil.Process(pid).children(recursive=True) if "multiprocessing" in " ".join(p.cmdline())]
+        return [p for p in psutil.Process(pid).children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
     except psutil.NoSuchProcess:
         return []
 

@@ -7,27 +7,25 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import psutil
 import pytest
 
+from tars.cli.serving import make_worker
 from tars.domain.events import Event
 from tars.domain.runs import RunStatus
 from tars.runtime import Runtime
-from tars.services.recording import RunRecorder
-from tars.services.training import TrainingRequest, submit_training
+from tars.services.training import TrainingRequest, cancel_run, submit_training
+from tars.settings import Settings
 from tars.storage import runs
 from tars.storage.evaluations import EvaluationFilter, list_evaluations
 from tars.worker.loop import Worker
 
 
-def make_worker(runtime: Runtime, grace: float = 10.0) -> Worker:
-    return Worker(
-        "test-worker",
-        runtime.queue,
-        RunRecorder(runtime.sessions, runtime.bus, runtime.settings.region),
-        keep_alive_every=0.5,
-        shutdown_grace=grace,
-    )
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"worker_name": "test-worker", "worker_heartbeat_seconds": 0.2})
 
 
 @pytest.fixture
@@ -41,7 +39,15 @@ def worker(runtime: Runtime) -> Iterator[Worker]:
 
 def submit(runtime: Runtime, **fields: object) -> str:
     request = TrainingRequest(**{"agent_id": "dqn", "episodes": 3, "seed": 5, **fields})  # type: ignore[arg-type]
-    run = submit_training(runtime.sessions, runtime.queue, runtime.bus, request, evaluation_episodes=2, created_by=None)
+    run = submit_training(
+        runtime.sessions,
+        runtime.queue,
+        runtime.bus,
+        request,
+        evaluation_episodes=2,
+        limits=runtime.settings.memory_limits,
+        created_by=None,
+    )
     return run.id
 
 
@@ -54,6 +60,24 @@ def wait_for(runtime: Runtime, run_id: str, statuses: set[RunStatus], timeout: f
             return status
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} not in {statuses} after {timeout} s")
+
+
+def wait_running(runtime: Runtime, run_id: str, episodes: int = 1, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with runtime.sessions() as session:
+            run = runs.get_run(session, run_id)
+            if run.status == RunStatus.RUNNING and run.episodes_done >= episodes:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} did not start training in {timeout} s")
+
+
+FINISHED = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
+
+
+def training_processes() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
 
 
 class EventRecorder:
@@ -89,11 +113,14 @@ class EventRecorder:
 def test_a_job_is_trained_evaluated_stored_and_announced(runtime: Runtime, worker: Worker) -> None:
     watcher = EventRecorder(runtime)
     run_id = submit(runtime)
-    assert wait_for(runtime, run_id, {RunStatus.SUCCEEDED, RunStatus.FAILED}) is RunStatus.SUCCEEDED
+    assert wait_for(runtime, run_id, FINISHED) is RunStatus.SUCCEEDED
     with runtime.sessions() as session:
         run = runs.get_run(session, run_id)
         assert (run.episodes_done, run.attempts, run.worker) == (3, 1, "test-worker")
+        assert run.model_path is not None and Path(run.model_path).is_file()
+        assert Path(run.model_path).is_relative_to(runtime.settings.artifacts)
         assert len(runs.step_rewards(session, run_id)) == 3
+        assert runs.latest_metrics(session, run_id) is not None
         page = list_evaluations(session, EvaluationFilter(run_id=run_id), limit=10)
         assert len(page.items) == 2
         assert {(e.agent_id, e.environment, e.region) for e in page.items} == {("dqn", "CartPole-v1", "us-west-2")}
@@ -106,19 +133,55 @@ def test_a_job_is_trained_evaluated_stored_and_announced(runtime: Runtime, worke
 
 
 def test_a_job_that_cannot_train_fails_with_its_reason(runtime: Runtime, worker: Worker) -> None:
-    run_id = submit(runtime, hyperparameters={"learning_rate": "fast"})
-    assert wait_for(runtime, run_id, {RunStatus.SUCCEEDED, RunStatus.FAILED}) is RunStatus.FAILED
+    source = submit(runtime, agent_id="ppo", episodes=1)
+    assert wait_for(runtime, source, FINISHED) is RunStatus.SUCCEEDED
+    with runtime.sessions() as session:
+        checkpoint = Path(str(runs.get_run(session, source).model_path))
+    run_id = submit(runtime, agent_id="ppo", episodes=1, from_run=source)
+    checkpoint.unlink()  # the artifact store lost it before the worker got there
+    assert wait_for(runtime, run_id, FINISHED) is RunStatus.FAILED
     with runtime.sessions() as session:
         run = runs.get_run(session, run_id)
-        assert run.error and "fast" in run.error
+        assert run.error and "model.zip" in run.error
         assert run.finished_at is not None
 
 
+def test_a_running_run_is_cancelled_and_its_training_stopped(runtime: Runtime, worker: Worker) -> None:
+    run_id = submit(runtime, episodes=100_000)
+    wait_running(runtime, run_id)
+    children = training_processes()
+    assert children
+    cancel_run(runtime.sessions, runtime.bus, run_id)
+    assert wait_for(runtime, run_id, FINISHED, timeout=15) is RunStatus.CANCELLED
+    _gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive
+
+
+def test_a_queued_run_cancelled_before_a_worker_takes_it_is_never_trained(runtime: Runtime) -> None:
+    run_id = submit(runtime)
+    cancel_run(runtime.sessions, runtime.bus, run_id)
+    late = make_worker(runtime)
+    late.start()
+    try:
+        # The worker takes the job, sees the run is cancelled, and drops it.
+        deadline = time.monotonic() + 10
+        while late.status().jobs_done < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        late.stop()
+        late.join(10)
+    with runtime.sessions() as session:
+        run = runs.get_run(session, run_id)
+        assert (run.status, run.attempts) == ("cancelled", 0)
+
+
 def test_shutdown_past_the_grace_period_hands_the_job_back(runtime: Runtime) -> None:
-    impatient = make_worker(runtime, grace=0.0)
+    runtime.settings.worker_shutdown_grace_seconds = 0.0
+    impatient = make_worker(runtime)
     impatient.start()
     run_id = submit(runtime, episodes=100_000)
-    wait_for(runtime, run_id, {RunStatus.RUNNING})
+    wait_running(runtime, run_id)
     impatient.stop()
     impatient.join(30)
     with runtime.sessions() as session:
@@ -126,3 +189,35 @@ def test_shutdown_past_the_grace_period_hands_the_job_back(runtime: Runtime) -> 
     delivery = runtime.queue.receive("next-worker", timeout=5)
     assert delivery is not None and delivery.job.run_id == run_id
     runtime.queue.ack(delivery)
+
+
+def test_shutdown_within_the_grace_period_finishes_the_job(runtime: Runtime) -> None:
+    patient = make_worker(runtime)
+    patient.start()
+    run_id = submit(runtime, episodes=5)
+    wait_running(runtime, run_id)
+    patient.stop()
+    patient.join(60)
+    with runtime.sessions() as session:
+        assert runs.get_run(session, run_id).status == RunStatus.SUCCEEDED
+
+
+def test_heartbeats_show_the_worker_and_what_it_runs(runtime: Runtime, worker: Worker) -> None:
+    run_id = submit(runtime, episodes=100_000)
+    wait_running(runtime, run_id)
+    time.sleep(0.5)
+    [status] = runtime.registry.workers()
+    assert (status.name, status.busy, status.runs, status.state) == ("test-worker", 1, [run_id], "running")
+    assert status.rss_bytes > 50 * 2**20  # the worker and its training child
+    cancel_run(runtime.sessions, runtime.bus, run_id)
+    wait_for(runtime, run_id, FINISHED)
+
+
+def test_the_recycle_limit_stops_a_worker_after_its_jobs(runtime: Runtime) -> None:
+    runtime.settings.worker_max_jobs = 1
+    recycled = make_worker(runtime)
+    recycled.start()
+    run_id = submit(runtime, episodes=1)
+    assert wait_for(runtime, run_id, FINISHED) is RunStatus.SUCCEEDED
+    recycled.join(10)
+    assert recycled.stopping

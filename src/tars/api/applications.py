@@ -12,7 +12,7 @@ from tars.api.errors import install_error_handlers
 from tars.api.observability import RequestMetricsMiddleware
 from tars.api.observability import router as metrics_router
 from tars.api.realtime import Hub
-from tars.api.routes import agents, auth, evaluations, health, runs, train, ui, ws
+from tars.api.routes import agents, auth, environments, evaluations, health, runs, train, ui, ws
 from tars.runtime import Runtime
 from tars.version import __version__
 
@@ -24,6 +24,7 @@ def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object
     app = FastAPI(title=f"T.A.R.S. {service}", version=__version__, description=description, **kwargs)  # type: ignore[arg-type]
     app.state.runtime = runtime
     app.state.service_name = service
+    app.state.reports_workers = service == ORCHESTRATION
     app.add_middleware(RequestMetricsMiddleware, service=service)
     install_error_handlers(app)
     app.include_router(health.router)
@@ -45,7 +46,7 @@ def create_dashboard_app(runtime: Runtime) -> FastAPI:
 
     app = _base_app(runtime, DASHBOARD_API, "Evaluations, agents, runs and the live dashboard.", lifespan=lifespan)
     app.state.hub = hub
-    for router in (evaluations.router, agents.router, runs.router, ws.router, ui.router):
+    for router in (evaluations.router, agents.router, environments.router, runs.router, ws.router, ui.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app
@@ -53,6 +54,6 @@ def create_dashboard_app(runtime: Runtime) -> FastAPI:
 
 def create_orchestration_app(runtime: Runtime) -> FastAPI:
     app = _base_app(runtime, ORCHESTRATION, "Starts training jobs and reports on runs.")
-    for router in (train.router, runs.router, agents.router):
+    for router in (train.router, runs.router, agents.router, environments.router):
         app.include_router(router)
     return app

@@ -17,7 +17,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidField)
     async def invalid_field(_request: Request, exc: InvalidField) -> JSONResponse:
         # The same shape FastAPI uses for schema errors, so clients parse one format.
-        body = {"detail": [{"loc": [exc.location, exc.field], "msg": exc.message, "type": "value_error"}]}
+        body = {"detail": [{"loc": [exc.location, *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]}
         return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(Conflict)

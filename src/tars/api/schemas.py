@@ -18,11 +18,25 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class WorkerOut(BaseModel):
+    name: str
+    algorithms: list[str]
+    slots: int
+    busy: int
+    runs: list[str]
+    jobs_done: int
+    rss_bytes: int
+    state: str
+    last_seen: datetime
+    started_at: datetime
+
+
 class HealthOut(BaseModel):
     status: str
     version: str
     service: str
     region: str
+    workers: list[WorkerOut] | None = Field(default=None, description="Live workers (orchestration only)")
 
 
 class LoginIn(RequestModel):
@@ -38,9 +52,18 @@ class TokenOut(BaseModel):
 
 class TrainIn(RequestModel):
     agent_id: AgentId
-    episodes: int = Field(gt=0, le=100_000)
+    episodes: int | None = Field(default=None, gt=0, le=1_000_000, description="Stop after this many episodes")
+    timesteps: int | None = Field(default=None, gt=0, le=100_000_000, description="Stop after this many env steps")
     environment: str | None = Field(default=None, min_length=1, max_length=64)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = Field(default=None, ge=0, lt=2**31)
+    from_run: str | None = Field(default=None, max_length=64, description="Continue from this run's checkpoint")
+
+
+class EvaluateIn(RequestModel):
+    run_id: str | None = Field(default=None, max_length=64)
+    agent_id: AgentId | None = None
+    episodes: int = Field(default=10, gt=0, le=1000)
     seed: int | None = Field(default=None, ge=0, lt=2**31)
 
 
@@ -53,12 +76,17 @@ class RunOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     run_id: str = Field(validation_alias="id")
+    kind: str
     agent_id: str
     algorithm: str
     environment: str
     status: str
-    episodes: int
+    episodes: int | None
     episodes_done: int
+    timesteps: int | None
+    timesteps_done: int
+    source_run_id: str | None
+    cancel_requested: bool
     evaluation_episodes: int
     seed: int
     hyperparameters: dict[str, Any]
@@ -71,7 +99,9 @@ class RunOut(BaseModel):
 
 
 class RunDetailOut(RunOut):
+    has_model: bool = False
     rewards: list[float] = Field(default_factory=list, description="Training reward of each episode so far")
+    metrics: dict[str, float] | None = Field(default=None, description="Latest losses, entropy and env-steps/s")
     evaluation: dict[str, Any] | None = Field(default=None, description="Summary of the run's evaluations")
 
 
@@ -108,14 +138,39 @@ class EvaluationPageOut(BaseModel):
     next_cursor: str | None
 
 
+class AgentIn(RequestModel):
+    agent_id: AgentId
+    algorithm: str = Field(min_length=1, max_length=32)
+    environment: str = Field(min_length=1, max_length=64)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentPatch(RequestModel):
+    environment: str | None = Field(default=None, min_length=1, max_length=64)
+    hyperparameters: dict[str, Any] | None = None
+
+
 class AgentOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     agent_id: str
     algorithm: str
     environment: str
-    hyperparameters: dict[str, Any]
+    hyperparameters: dict[str, Any] = Field(description="The agent's own settings")
+    effective_hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="What a run on its environment trains with: tuned defaults + its own"
+    )
     builtin: bool
+
+
+class EnvironmentOut(BaseModel):
+    environment: str
+    action_space: str
+    algorithms: list[str]
+
+
+class EnvironmentListOut(BaseModel):
+    items: list[EnvironmentOut]
 
 
 class AgentListOut(BaseModel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol
 
 from tars.domain.events import Event
 from tars.domain.runs import TrainingJob
@@ -18,6 +18,39 @@ class Delivery:
     job: TrainingJob
     message_id: str
     redelivered: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """What a worker says about itself in each heartbeat."""
+
+    name: str
+    algorithms: list[str]
+    slots: int
+    busy: int
+    runs: list[str]
+    jobs_done: int
+    rss_bytes: int
+    started_at: float
+    last_seen: float
+    state: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerStatus:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+class WorkerRegistry(Protocol):
+    def beat(self, status: WorkerStatus, ttl: float) -> None:
+        """Record ``status``; a worker not heard from for ``ttl`` seconds drops out."""
+        ...
+
+    def workers(self) -> list[WorkerStatus]: ...
+
+    def remove(self, name: str) -> None: ...
 
 
 class JobQueue(Protocol):

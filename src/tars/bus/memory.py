@@ -7,10 +7,11 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from tars.bus.base import Delivery
+from tars.bus.base import Delivery, WorkerStatus
 from tars.domain.events import Event
 from tars.domain.runs import TrainingJob
 
@@ -47,8 +48,29 @@ class InProcessJobQueue:
         return None
 
 
-class InProcessEventBus:
+class InProcessWorkerRegistry:
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workers: dict[str, tuple[WorkerStatus, float]] = {}
+
+    def beat(self, status: WorkerStatus, ttl: float) -> None:
+        with self._lock:
+            self._workers[status.name] = (status, time.monotonic() + ttl)
+
+    def workers(self) -> list[WorkerStatus]:
+        now = time.monotonic()
+        with self._lock:
+            self._workers = {name: entry for name, entry in self._workers.items() if entry[1] > now}
+            return sorted((status for status, _ in self._workers.values()), key=lambda s: s.name)
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            self._workers.pop(name, None)
+
+
+class InProcessEventBus:
+    def __init__(self, backlog: int = SUBSCRIBER_BACKLOG) -> None:
+        self._backlog = backlog
         self._lock = threading.Lock()
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]] = set()
 
@@ -64,7 +86,7 @@ class InProcessEventBus:
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
-        inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
+        inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=self._backlog)
         entry = (asyncio.get_running_loop(), inbox)
         with self._lock:
             self._subscribers.add(entry)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from tars.bus import keys
-from tars.bus.base import Delivery
+from tars.bus.base import Delivery, WorkerStatus
+from tars.domain.agents import ALGORITHMS
 from tars.domain.events import Event
 from tars.domain.runs import TrainingJob
 
@@ -22,65 +23,78 @@ log = logging.getLogger(__name__)
 
 
 class RedisJobQueue:
-    def __init__(self, url: str, *, claim_idle_seconds: float) -> None:
+    """Jobs on one Redis Stream per agent family, read through a consumer group.
+
+    A worker reads the streams of the families it serves (``algorithms``; all by default).
+    """
+
+    def __init__(self, url: str, *, claim_idle_seconds: float, algorithms: Iterable[str] = ALGORITHMS) -> None:
         self._redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         self._claim_idle_ms = int(claim_idle_seconds * 1000)
-        self._group_ready = False
+        self._streams = [keys.jobs_stream(algorithm) for algorithm in algorithms]
+        self._groups_ready = False
 
-    def _ensure_group(self) -> None:
-        if self._group_ready:
+    def _ensure_groups(self) -> None:
+        if self._groups_ready:
             return
-        try:
-            # From id 0, so jobs enqueued before any worker existed are delivered too.
-            self._redis.xgroup_create(keys.JOBS_STREAM, keys.WORKER_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
+        for stream in self._streams:
+            try:
+                # From id 0, so jobs enqueued before any worker existed are delivered too.
+                self._redis.xgroup_create(stream, keys.WORKER_GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self._groups_ready = True
 
     def enqueue(self, job: TrainingJob) -> None:
-        self._redis.xadd(keys.JOBS_STREAM, {"job": json.dumps(job.to_dict())})
+        self._redis.xadd(keys.jobs_stream(job.algorithm), {"job": json.dumps(job.to_dict())})
 
     def receive(self, consumer: str, timeout: float) -> Delivery | None:
-        self._ensure_group()
+        self._ensure_groups()
         try:
-            claimed = self._claim_stale(consumer)
-            if claimed is not None:
-                return claimed
+            for stream in self._streams:
+                claimed = self._claim_stale(stream, consumer)
+                if claimed is not None:
+                    return claimed
             response: Any = self._redis.xreadgroup(
-                keys.WORKER_GROUP, consumer, {keys.JOBS_STREAM: ">"}, count=1, block=max(1, int(timeout * 1000))
+                keys.WORKER_GROUP,
+                consumer,
+                dict.fromkeys(self._streams, ">"),
+                count=1,
+                block=max(1, int(timeout * 1000)),
             )
         except redis.ResponseError as exc:
             if "NOGROUP" in str(exc):
-                # Redis restarted without its data: the stream and group are gone; make them again.
-                self._group_ready = False
+                # Redis restarted without its data: the streams and group are gone; make them again.
+                self._groups_ready = False
             raise
         for _stream, messages in response or []:
             for message_id, fields in messages:
                 return _delivery(message_id, fields, redelivered=False)
         return None
 
-    def _claim_stale(self, consumer: str) -> Delivery | None:
+    def _claim_stale(self, stream: str, consumer: str) -> Delivery | None:
         """Take over a job whose worker went silent (killed, partitioned) before acknowledging it."""
         result: Any = self._redis.xautoclaim(
-            keys.JOBS_STREAM, keys.WORKER_GROUP, consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=1
+            stream, keys.WORKER_GROUP, consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=1
         )
         for message_id, fields in result[1]:
             if fields:
-                log.warning("claimed stale job %s for %s", message_id, consumer)
+                log.warning("claimed stale job %s on %s for %s", message_id, stream, consumer)
                 return _delivery(message_id, fields, redelivered=True)
         return None
 
     def ack(self, delivery: Delivery) -> None:
+        stream = keys.jobs_stream(delivery.job.algorithm)
         pipe = self._redis.pipeline()
-        pipe.xack(keys.JOBS_STREAM, keys.WORKER_GROUP, delivery.message_id)
-        pipe.xdel(keys.JOBS_STREAM, delivery.message_id)
+        pipe.xack(stream, keys.WORKER_GROUP, delivery.message_id)
+        pipe.xdel(stream, delivery.message_id)
         pipe.execute()
 
     def keep_alive(self, delivery: Delivery, consumer: str) -> None:
         # Re-claiming a message to its own consumer resets its idle time.
         self._redis.xclaim(
-            keys.JOBS_STREAM,
+            keys.jobs_stream(delivery.job.algorithm),
             keys.WORKER_GROUP,
             consumer,
             min_idle_time=0,
@@ -89,16 +103,21 @@ class RedisJobQueue:
         )
 
     def release(self, delivery: Delivery) -> None:
+        stream = keys.jobs_stream(delivery.job.algorithm)
         pipe = self._redis.pipeline()
-        pipe.xadd(keys.JOBS_STREAM, {"job": json.dumps(delivery.job.to_dict())})
-        pipe.xack(keys.JOBS_STREAM, keys.WORKER_GROUP, delivery.message_id)
-        pipe.xdel(keys.JOBS_STREAM, delivery.message_id)
+        pipe.xadd(stream, {"job": json.dumps(delivery.job.to_dict())})
+        pipe.xack(stream, keys.WORKER_GROUP, delivery.message_id)
+        pipe.xdel(stream, delivery.message_id)
         pipe.execute()
 
     def pending_count(self) -> int:
-        self._ensure_group()
-        info: Any = self._redis.xpending(keys.JOBS_STREAM, keys.WORKER_GROUP)
-        return int(info["pending"])
+        """Jobs delivered to a worker and not yet acknowledged, over this queue's streams."""
+        self._ensure_groups()
+        total = 0
+        for stream in self._streams:
+            info: Any = self._redis.xpending(stream, keys.WORKER_GROUP)
+            total += int(info["pending"])
+        return total
 
     def close(self) -> None:
         self._redis.close()
@@ -108,6 +127,27 @@ def _delivery(message_id: str, fields: dict[str, str], *, redelivered: bool) -> 
     return Delivery(
         job=TrainingJob.from_dict(json.loads(fields["job"])), message_id=message_id, redelivered=redelivered
     )
+
+
+class RedisWorkerRegistry:
+    def __init__(self, url: str) -> None:
+        self._redis = redis.Redis.from_url(url, decode_responses=True)
+
+    def beat(self, status: WorkerStatus, ttl: float) -> None:
+        self._redis.set(keys.worker_key(status.name), json.dumps(status.to_dict()), px=max(1, int(ttl * 1000)))
+
+    def workers(self) -> list[WorkerStatus]:
+        names = sorted(self._redis.scan_iter(match=keys.worker_key("*"), count=100))
+        if not names:
+            return []
+        values: Any = self._redis.mget(names)
+        return [WorkerStatus.from_dict(json.loads(value)) for value in values if value]
+
+    def remove(self, name: str) -> None:
+        self._redis.delete(keys.worker_key(name))
+
+    def close(self) -> None:
+        self._redis.close()
 
 
 class RedisEventBus:

@@ -100,7 +100,12 @@ def worker(ctx: click.Context) -> None:
     if settings.embedded:
         raise click.ClickException("a separate worker needs TARS_REDIS_URL; embedded mode runs its worker in `tars up`")
     runtime = _runtime(settings, migrate_schema=False)
-    click.echo(f"worker {settings.worker_name} taking jobs from {settings.redis_url}")
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+    families = ", ".join(settings.served_algorithms)
+    click.echo(f"worker {settings.worker_name} taking {families} jobs from {settings.redis_url}")
     try:
         run_foreground([], make_worker(runtime))
     finally:

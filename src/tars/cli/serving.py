@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from tars.bus.base import WorkerStatus
+from tars.metrics import WORKER_BUSY, WORKER_HEARTBEAT, WORKER_JOBS, WORKER_RSS
 from tars.runtime import Runtime
 from tars.services.recording import RunRecorder
 from tars.worker.loop import Worker
@@ -39,10 +41,23 @@ def make_worker(runtime: Runtime) -> Worker:
         settings.worker_name,
         runtime.queue,
         RunRecorder(runtime.sessions, runtime.bus, settings.region),
+        artifact_dir=settings.artifacts,
         keep_alive_every=min(settings.worker_heartbeat_seconds, settings.job_claim_idle_seconds / 3),
         shutdown_grace=settings.worker_shutdown_grace_seconds,
         concurrency=settings.worker_concurrency,
+        registry=runtime.registry,
+        heartbeat_every=settings.worker_heartbeat_seconds,
+        max_jobs=settings.worker_max_jobs,
+        algorithms=settings.served_algorithms,
+        on_heartbeat=export_worker_metrics,
     )
+
+
+def export_worker_metrics(status: WorkerStatus) -> None:
+    WORKER_RSS.labels(status.name).set(status.rss_bytes)
+    WORKER_HEARTBEAT.labels(status.name).set(status.last_seen)
+    WORKER_BUSY.labels(status.name).set(status.busy)
+    WORKER_JOBS.labels(status.name).set(status.jobs_done)
 
 
 async def _run(servers: list[uvicorn.Server], worker: Worker | None) -> None:

@@ -35,6 +35,8 @@ ALGORITHMS: dict[str, Algorithm] = {
     "a2c": Algorithm("a2c", frozenset({ActionSpace.DISCRETE, ActionSpace.CONTINUOUS})),
     "ppo": Algorithm("ppo", frozenset({ActionSpace.DISCRETE, ActionSpace.CONTINUOUS})),
     "ddpg": Algorithm("ddpg", frozenset({ActionSpace.CONTINUOUS})),
+    "td3": Algorithm("td3", frozenset({ActionSpace.CONTINUOUS})),
+    "sac": Algorithm("sac", frozenset({ActionSpace.CONTINUOUS})),
 }
 
 
@@ -52,6 +54,16 @@ BUILTIN_AGENTS: tuple[AgentSpec, ...] = (
     AgentSpec("ppo", "ppo", "CartPole-v1"),
     AgentSpec("ddpg", "ddpg", "Pendulum-v1"),
 )
+
+
+def algorithms_for(environment: str) -> list[str]:
+    space = ENVIRONMENTS[environment]
+    return [name for name, algo in ALGORITHMS.items() if space in algo.action_spaces]
+
+
+def check_algorithm(algorithm: str, *, field_name: str = "algorithm") -> None:
+    if algorithm not in ALGORITHMS:
+        raise InvalidField(field_name, f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
 
 
 def check_environment(algorithm: str, environment: str, *, field_name: str = "environment") -> None:

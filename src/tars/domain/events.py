@@ -13,6 +13,7 @@ class EventType:
     RUN_PROGRESS = "run.progress"
     RUN_SUCCEEDED = "run.succeeded"
     RUN_FAILED = "run.failed"
+    RUN_CANCELLED = "run.cancelled"
     EVALUATION_CREATED = "evaluation.created"
 
 

@@ -12,10 +12,21 @@ class RunStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunKind(StrEnum):
+    TRAIN = "train"
+    EVALUATE = "evaluate"
+
+
+UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
+# Attempts at one run before it is failed for good (each lost worker or crash costs one).
+MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -26,10 +37,14 @@ class TrainingJob:
     agent_id: str
     algorithm: str
     environment: str
-    episodes: int
+    episodes: int | None
     evaluation_episodes: int
     seed: int
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    kind: str = RunKind.TRAIN.value
+    timesteps: int | None = None
+    # The checkpoint to continue training from, or to evaluate.
+    source_model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,8 +56,11 @@ class TrainingJob:
             agent_id=str(data["agent_id"]),
             algorithm=str(data["algorithm"]),
             environment=str(data["environment"]),
-            episodes=int(data["episodes"]),
+            episodes=None if data.get("episodes") is None else int(data["episodes"]),
             evaluation_episodes=int(data["evaluation_episodes"]),
             seed=int(data["seed"]),
             hyperparameters=dict(data.get("hyperparameters") or {}),
+            kind=str(data.get("kind") or RunKind.TRAIN.value),
+            timesteps=None if data.get("timesteps") is None else int(data["timesteps"]),
+            source_model=data.get("source_model"),
         )

@@ -1,4 +1,4 @@
-"""Starting training: validate, record the run, hand the job to a worker."""
+"""Starting, evaluating and cancelling runs: validate, record the run, hand the job to a worker."""
 
 from __future__ import annotations
 
@@ -11,21 +11,38 @@ from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus, JobQueue
 from tars.domain.agents import check_environment
-from tars.domain.errors import Unavailable
+from tars.domain.errors import InvalidField, NotFound, Unavailable
 from tars.domain.events import Event, EventType
-from tars.domain.runs import TrainingJob
+from tars.domain.hyperparameters import MemoryLimits, check_memory, validate_hyperparameters
+from tars.domain.runs import RunKind, RunStatus, TrainingJob
+from tars.domain.tuning import tuned_defaults
 from tars.storage import agents, runs
 from tars.storage.database import SessionFactory, transaction
-from tars.storage.tables import TrainingRunRow
+from tars.storage.tables import AgentRow, TrainingRunRow
 
 
 @dataclass(frozen=True)
 class TrainingRequest:
     agent_id: str
-    episodes: int
+    episodes: int | None = None
+    timesteps: int | None = None
     environment: str | None = None
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    from_run: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    episodes: int
+    run_id: str | None = None
+    agent_id: str | None = None
+    seed: int | None = None
+
+
+def effective_hyperparameters(agent: AgentRow, environment: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Tuned defaults for the environment, then the agent's own settings, then the request's."""
+    return {**tuned_defaults(agent.algorithm, environment), **agent.hyperparameters, **overrides}
 
 
 def submit_training(
@@ -35,15 +52,77 @@ def submit_training(
     request: TrainingRequest,
     *,
     evaluation_episodes: int,
+    limits: MemoryLimits,
     created_by: int | None,
 ) -> TrainingRunRow:
+    if request.episodes is None and request.timesteps is None:
+        raise InvalidField("episodes", "give episodes, timesteps or both")
     with transaction(sessions) as session:
-        job = _job_for(session, request, evaluation_episodes)
-        run = runs.create_run(session, job, created_by=created_by)
+        job, source_run_id = _training_job(session, request, evaluation_episodes, limits)
+        run = runs.create_run(session, job, created_by=created_by, source_run_id=source_run_id)
+    return _enqueue(sessions, queue, bus, job, run)
+
+
+def submit_evaluation(
+    sessions: SessionFactory,
+    queue: JobQueue,
+    bus: EventBus,
+    request: EvaluationRequest,
+    *,
+    created_by: int | None,
+) -> TrainingRunRow:
+    """Evaluate an existing model on demand, as a run of kind ``evaluate``."""
+    if (request.run_id is None) == (request.agent_id is None):
+        raise InvalidField("run_id", "give exactly one of run_id and agent_id")
+    with transaction(sessions) as session:
+        if request.run_id is not None:
+            source = _model_run(session, request.run_id, "run_id")
+        else:
+            assert request.agent_id is not None
+            agents.get_agent(session, request.agent_id)
+            found = runs.latest_model_run(session, request.agent_id)
+            if found is None:
+                raise InvalidField("agent_id", f"agent {request.agent_id!r} has no trained model yet")
+            source = found
+        job = TrainingJob(
+            run_id=str(uuid.uuid4()),
+            kind=RunKind.EVALUATE.value,
+            agent_id=source.agent_id,
+            algorithm=source.algorithm,
+            environment=source.environment,
+            episodes=None,
+            evaluation_episodes=request.episodes,
+            seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
+            source_model=source.model_path,
+        )
+        run = runs.create_run(session, job, created_by=created_by, source_run_id=source.id)
+    return _enqueue(sessions, queue, bus, job, run)
+
+
+def cancel_run(sessions: SessionFactory, bus: EventBus, run_id: str) -> TrainingRunRow:
+    with transaction(sessions) as session:
+        run = runs.request_cancel(session, run_id)
+    if run.status == RunStatus.CANCELLED.value:
+        bus.publish(Event(EventType.RUN_CANCELLED, run_event_data(run)))
+    return run
+
+
+def requeue_unfinished(sessions: SessionFactory, queue: JobQueue) -> list[str]:
+    """Queue again every run that has not finished: for an in-process queue, which a restart empties."""
+    with sessions() as session:
+        jobs = [runs.job_of(session, run) for run in runs.unfinished_runs(session)]
+    for job in jobs:
+        queue.enqueue(job)
+    return [job.run_id for job in jobs]
+
+
+def _enqueue(
+    sessions: SessionFactory, queue: JobQueue, bus: EventBus, job: TrainingJob, run: TrainingRunRow
+) -> TrainingRunRow:
     try:
         queue.enqueue(job)
     except Exception as exc:
-        # A run nobody will ever train must not be left behind looking queued.
+        # A run nobody will ever work on must not be left behind looking queued.
         with transaction(sessions) as session:
             session.delete(runs.get_run(session, job.run_id))
         raise Unavailable("the job queue is unavailable; nothing was started") from exc
@@ -51,42 +130,63 @@ def submit_training(
     return run
 
 
-def _job_for(session: Session, request: TrainingRequest, evaluation_episodes: int) -> TrainingJob:
+def _training_job(
+    session: Session, request: TrainingRequest, evaluation_episodes: int, limits: MemoryLimits
+) -> tuple[TrainingJob, str | None]:
     agent = agents.get_agent(session, request.agent_id)
     environment = request.environment or agent.environment
     check_environment(agent.algorithm, environment)
-    return TrainingJob(
+    validate_hyperparameters(agent.algorithm, request.hyperparameters)
+    hyperparameters = effective_hyperparameters(agent, environment, request.hyperparameters)
+    check_memory(agent.algorithm, hyperparameters, limits)
+    source_model, source_run_id = None, None
+    if request.from_run is not None:
+        source = _model_run(session, request.from_run, "from_run")
+        if (source.algorithm, source.environment) != (agent.algorithm, environment):
+            raise InvalidField(
+                "from_run",
+                f"run {source.id} trained {source.algorithm} on {source.environment}, "
+                f"not {agent.algorithm} on {environment}",
+            )
+        source_model, source_run_id = source.model_path, source.id
+    job = TrainingJob(
         run_id=str(uuid.uuid4()),
         agent_id=agent.agent_id,
         algorithm=agent.algorithm,
         environment=environment,
         episodes=request.episodes,
+        timesteps=request.timesteps,
         evaluation_episodes=evaluation_episodes,
         seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
-        hyperparameters={**agent.hyperparameters, **request.hyperparameters},
+        hyperparameters=hyperparameters,
+        source_model=source_model,
     )
+    return job, source_run_id
+
+
+def _model_run(session: Session, run_id: str, field_name: str) -> TrainingRunRow:
+    try:
+        source = runs.get_run(session, run_id)
+    except NotFound:
+        raise InvalidField(field_name, f"no run {run_id!r}") from None
+    if source.kind != RunKind.TRAIN.value or source.status != RunStatus.SUCCEEDED.value or not source.model_path:
+        raise InvalidField(field_name, f"run {run_id} has no model: only succeeded training runs have one")
+    return source
 
 
 def run_event_data(run: TrainingRunRow) -> dict[str, Any]:
     return {
         "run_id": run.id,
+        "kind": run.kind,
         "agent_id": run.agent_id,
         "environment": run.environment,
         "status": run.status,
         "episodes": run.episodes,
         "episodes_done": run.episodes_done,
+        "timesteps": run.timesteps,
+        "timesteps_done": run.timesteps_done,
         "error": run.error,
         "created_at": run.created_at.isoformat() if run.created_at else None,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
-
-
-def requeue_unfinished(sessions: SessionFactory, queue: JobQueue) -> list[str]:
-    """Queue again every run that has not finished: for an in-process queue, which a restart empties."""
-    with sessions() as session:
-        pending = runs.unfinished_runs(session)
-        jobs = [runs.job_of(run) for run in pending]
-    for job in jobs:
-        queue.enqueue(job)
-    return [job.run_id for job in jobs]

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from tars.domain.errors import NotFound
-from tars.domain.runs import RunStatus, TrainingJob
+from tars.domain.errors import Conflict, NotFound
+from tars.domain.runs import MAX_ATTEMPTS, UNFINISHED, RunKind, RunStatus, TrainingJob
 from tars.storage.tables import EvaluationRow, TrainingRunRow, TrainingStepRow
 from tars.storage.types import utcnow
 
 
-def create_run(session: Session, job: TrainingJob, *, created_by: int | None) -> TrainingRunRow:
+class StaleAttempt(Exception):
+    """Another worker has taken the run over; this attempt must stop writing."""
+
+
+def create_run(
+    session: Session, job: TrainingJob, *, created_by: int | None, source_run_id: str | None = None
+) -> TrainingRunRow:
     row = TrainingRunRow(
         id=job.run_id,
+        kind=job.kind,
+        timesteps=job.timesteps,
+        timesteps_done=0,
+        source_run_id=source_run_id,
+        cancel_requested=False,
         agent_id=job.agent_id,
         algorithm=job.algorithm,
         environment=job.environment,
@@ -53,37 +65,52 @@ def list_runs(
 
 
 def unfinished_runs(session: Session) -> Sequence[TrainingRunRow]:
-    unfinished = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+    unfinished = [status.value for status in UNFINISHED]
     query = select(TrainingRunRow).where(TrainingRunRow.status.in_(unfinished)).order_by(TrainingRunRow.created_at)
     return session.scalars(query).all()
 
 
-def job_of(run: TrainingRunRow) -> TrainingJob:
+def job_of(session: Session, run: TrainingRunRow) -> TrainingJob:
+    source_model = get_run(session, run.source_run_id).model_path if run.source_run_id else None
     return TrainingJob(
         run_id=run.id,
+        kind=run.kind,
         agent_id=run.agent_id,
         algorithm=run.algorithm,
         environment=run.environment,
         episodes=run.episodes,
+        timesteps=run.timesteps,
         evaluation_episodes=run.evaluation_episodes,
         seed=run.seed,
         hyperparameters=dict(run.hyperparameters),
+        source_model=source_model,
     )
 
 
-def start_attempt(session: Session, run_id: str, worker: str) -> TrainingRunRow:
-    """Mark a run running on ``worker``, discarding what an earlier, unfinished attempt wrote.
+def start_attempt(session: Session, run_id: str, worker: str) -> TrainingRunRow | None:
+    """Mark a run running on ``worker`` as a new attempt, discarding what an unfinished one wrote.
 
-    A job re-delivered after its worker died starts over from scratch, so its steps and
-    evaluations are never counted twice.
+    A job re-delivered after its worker died starts over, so its steps and evaluations are
+    never counted twice. Returns None for a run that is already finished or cancelled: its job
+    is a leftover delivery with nothing to do.
     """
-    row = get_run(session, run_id)
+    row = session.get(TrainingRunRow, run_id, with_for_update=True)
+    if row is None or RunStatus(row.status).finished:
+        return None
+    if row.attempts >= MAX_ATTEMPTS:
+        # A job that keeps losing its worker (or crashing it) must not loop forever.
+        row.status = RunStatus.FAILED.value
+        row.error = f"gave up after {row.attempts} attempts"
+        row.finished_at = utcnow()
+        return None
     session.execute(delete(TrainingStepRow).where(TrainingStepRow.run_id == run_id))
     session.execute(delete(EvaluationRow).where(EvaluationRow.run_id == run_id))
     row.status = RunStatus.RUNNING.value
     row.worker = worker
     row.attempts += 1
     row.episodes_done = 0
+    row.timesteps_done = 0
+    row.model_path = None
     row.error = None
     row.started_at = utcnow()
     row.finished_at = None
@@ -91,18 +118,97 @@ def start_attempt(session: Session, run_id: str, worker: str) -> TrainingRunRow:
     return row
 
 
-def record_step(session: Session, run_id: str, *, episode: int, reward: float, length: int, timesteps: int) -> None:
-    session.add(TrainingStepRow(run_id=run_id, episode=episode, reward=reward, length=length, timesteps=timesteps))
-    session.execute(update(TrainingRunRow).where(TrainingRunRow.id == run_id).values(episodes_done=episode))
+def fence(session: Session, run_id: str, attempt: int, **values: Any) -> None:
+    """Update the run only if ``attempt`` still owns it; otherwise raise StaleAttempt.
+
+    The update takes the row lock, so a takeover by another worker and this attempt's writes
+    are serialised: after a takeover, nothing this attempt writes is committed.
+    """
+    result = session.execute(
+        update(TrainingRunRow)
+        .where(
+            TrainingRunRow.id == run_id,
+            TrainingRunRow.attempts == attempt,
+            TrainingRunRow.status == RunStatus.RUNNING.value,
+        )
+        .values(**(values or {"attempts": TrainingRunRow.attempts}))
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise StaleAttempt(f"run {run_id}: attempt {attempt} no longer owns it")
 
 
-def finish_run(session: Session, run_id: str, status: RunStatus, error: str | None = None) -> TrainingRunRow:
-    row = get_run(session, run_id)
-    row.status = status.value
-    row.error = error
-    row.finished_at = utcnow()
+def record_step(
+    session: Session,
+    run_id: str,
+    attempt: int,
+    *,
+    episode: int,
+    reward: float,
+    length: int,
+    timesteps: int,
+    metrics: dict[str, Any] | None = None,
+) -> None:
+    fence(session, run_id, attempt, episodes_done=episode, timesteps_done=timesteps)
+    session.add(
+        TrainingStepRow(
+            run_id=run_id, episode=episode, reward=reward, length=length, timesteps=timesteps, metrics=metrics
+        )
+    )
+
+
+def finish_run(
+    session: Session, run_id: str, attempt: int, status: RunStatus, error: str | None = None
+) -> TrainingRunRow:
+    fence(session, run_id, attempt, status=status.value, error=error, finished_at=utcnow())
+    return get_run(session, run_id)
+
+
+def return_to_queue(session: Session, run_id: str, attempt: int) -> TrainingRunRow:
+    fence(session, run_id, attempt, status=RunStatus.QUEUED.value)
+    return get_run(session, run_id)
+
+
+def request_cancel(session: Session, run_id: str) -> TrainingRunRow:
+    """Cancel a queued run at once; ask the worker of a running one to stop it."""
+    row = session.get(TrainingRunRow, run_id, with_for_update=True)
+    if row is None:
+        raise NotFound("run", run_id)
+    status = RunStatus(row.status)
+    if status.finished:
+        raise Conflict(f"run {run_id} is already {status.value}")
+    if status is RunStatus.QUEUED:
+        row.status = RunStatus.CANCELLED.value
+        row.finished_at = utcnow()
+    row.cancel_requested = True
     session.flush()
     return row
+
+
+def cancel_requested(session: Session, run_id: str) -> bool:
+    return bool(session.scalar(select(TrainingRunRow.cancel_requested).where(TrainingRunRow.id == run_id)))
+
+
+def latest_model_run(session: Session, agent_id: str) -> TrainingRunRow | None:
+    query = (
+        select(TrainingRunRow)
+        .where(
+            TrainingRunRow.agent_id == agent_id,
+            TrainingRunRow.kind == RunKind.TRAIN.value,
+            TrainingRunRow.status == RunStatus.SUCCEEDED.value,
+            TrainingRunRow.model_path.is_not(None),
+        )
+        .order_by(TrainingRunRow.finished_at.desc())
+        .limit(1)
+    )
+    return session.scalars(query).first()
+
+
+def count_active_runs(session: Session, agent_id: str) -> int:
+    unfinished = [status.value for status in UNFINISHED]
+    query = select(func.count(TrainingRunRow.id)).where(
+        TrainingRunRow.agent_id == agent_id, TrainingRunRow.status.in_(unfinished)
+    )
+    return int(session.scalar(query) or 0)
 
 
 def step_rewards(session: Session, run_id: str) -> list[float]:
@@ -110,21 +216,31 @@ def step_rewards(session: Session, run_id: str) -> list[float]:
     return list(session.scalars(query))
 
 
+def latest_metrics(session: Session, run_id: str) -> dict[str, float] | None:
+    query = (
+        select(TrainingStepRow.metrics)
+        .where(TrainingStepRow.run_id == run_id, TrainingStepRow.metrics.is_not(None))
+        .order_by(TrainingStepRow.episode.desc())
+        .limit(1)
+    )
+    metrics = session.scalar(query)
+    return dict(metrics) if metrics else None
+
+
 def evaluation_summary(session: Session, run_id: str) -> dict[str, Any] | None:
-    query = select(
-        func.count(EvaluationRow.id),
-        func.avg(EvaluationRow.reward),
-        func.min(EvaluationRow.reward),
-        func.max(EvaluationRow.reward),
-        func.avg(EvaluationRow.episode_length),
-    ).where(EvaluationRow.run_id == run_id)
-    count, mean, low, high, mean_length = session.execute(query).one()
-    if not count:
+    """Mean, std, min, max reward and mean length of a run's evaluation episodes."""
+    rows = session.execute(
+        select(EvaluationRow.reward, EvaluationRow.episode_length).where(EvaluationRow.run_id == run_id)
+    ).all()
+    if not rows:
         return None
+    rewards = [float(reward) for reward, _ in rows]
+    lengths = [int(length) for _, length in rows if length is not None]
     return {
-        "episodes": int(count),
-        "mean_reward": float(mean),
-        "min_reward": float(low),
-        "max_reward": float(high),
-        "mean_length": float(mean_length) if mean_length is not None else None,
+        "episodes": len(rewards),
+        "mean_reward": statistics.fmean(rewards),
+        "std_reward": statistics.pstdev(rewards),
+        "min_reward": min(rewards),
+        "max_reward": max(rewards),
+        "mean_length": statistics.fmean(lengths) if lengths else None,
     }

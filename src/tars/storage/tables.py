@@ -31,16 +31,23 @@ class AgentRow(Base):
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class TrainingRunRow(Base):
     __tablename__ = "training_runs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="train")
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.agent_id"))
     algorithm: Mapped[str] = mapped_column(String(32))
     environment: Mapped[str] = mapped_column(String(64))
-    episodes: Mapped[int] = mapped_column(Integer)
+    episodes: Mapped[int | None] = mapped_column(Integer)
+    timesteps: Mapped[int | None] = mapped_column(Integer)
+    timesteps_done: Mapped[int] = mapped_column(Integer, default=0)
+    source_run_id: Mapped[str | None] = mapped_column(String(36))
+    model_path: Mapped[str | None] = mapped_column(String(1024))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     evaluation_episodes: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(Integer)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -65,6 +72,7 @@ class TrainingStepRow(Base):
     reward: Mapped[float] = mapped_column(Float)
     length: Mapped[int] = mapped_column(Integer)
     timesteps: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -12,6 +13,8 @@ class EpisodeFinished:
     reward: float
     length: int
     timesteps: int
+    # Latest values from the SB3 logger (losses, entropy) and env-steps/s.
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,12 @@ class EvaluationFinished:
     reward: float
     length: int
     duration_ms: float
+
+
+@dataclass(frozen=True)
+class ModelSaved:
+    path: str
+    timesteps: int
 
 
 @dataclass(frozen=True)
@@ -32,5 +41,5 @@ class TrainingDone:
     pass
 
 
-ProgressMessage = EpisodeFinished | EvaluationFinished | TrainingFailed | TrainingDone
+ProgressMessage = EpisodeFinished | EvaluationFinished | ModelSaved | TrainingFailed | TrainingDone
 ProgressSink = Callable[[ProgressMessage], None]

@@ -1,67 +1,77 @@
-"""Train one job for exactly its episodes, then evaluate it with a deterministic, seeded policy."""
+"""Run one job in the training process: train (new or from a checkpoint), save, evaluate."""
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import VecEnv
 
-from tars.domain.runs import TrainingJob
-from tars.training.algorithms import DEFAULT_HYPERPARAMETERS, algorithm_class
-from tars.training.callbacks import EpisodeProgressCallback
-from tars.training.progress import EvaluationFinished, ProgressSink
-
-# Evaluation episodes use seeds far from training's, so they are not replays of it.
-EVALUATION_SEED_OFFSET = 1_000_000
+from tars.domain.runs import RunKind, TrainingJob
+from tars.training.algorithms import algorithm_class
+from tars.training.callbacks import EpisodeProgressCallback, LatestValuesWriter
+from tars.training.evaluation import evaluate
+from tars.training.progress import ModelSaved, ProgressSink
 
 
-def train_and_evaluate(job: TrainingJob, sink: ProgressSink) -> None:
+def run_job(job: TrainingJob, sink: ProgressSink, model_path: Path) -> None:
     torch.set_num_threads(1)
-    env = Monitor(gym.make(job.environment))
+    if job.kind == RunKind.EVALUATE.value:
+        if job.source_model is None:
+            raise ValueError("an evaluation job needs a model to evaluate")
+        model = algorithm_class(job.algorithm).load(job.source_model, device="cpu")
+    else:
+        model = train(job, sink)
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(model_path)
+        sink(ModelSaved(path=str(model_path), timesteps=int(model.num_timesteps)))
+    evaluate(model, job.environment, job.evaluation_episodes, job.seed, sink)
+
+
+def train(job: TrainingJob, sink: ProgressSink) -> BaseAlgorithm:
+    hyperparameters = dict(job.hyperparameters)
+    n_envs = int(hyperparameters.pop("n_envs", 1))
+    env = make_vec_env(job.environment, n_envs=n_envs, seed=job.seed)
     try:
-        model = build_model(job, env)
-        max_steps = env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 1000
-        # An upper bound: the callback stops at exactly job.episodes, which always comes first.
-        model.learn(total_timesteps=job.episodes * max_steps + 1, callback=EpisodeProgressCallback(job.episodes, sink))
-        evaluate(model, job, sink)
+        model = _model(job, env, hyperparameters)
+        writer = LatestValuesWriter()
+        # Our own logger: SB3's default one would also leave an SB3-<date> folder in /tmp per run.
+        model.set_logger(Logger(folder=None, output_formats=[writer]))
+        model.learn(
+            total_timesteps=_timestep_budget(job, env),
+            callback=EpisodeProgressCallback(job.episodes, sink, writer),
+            reset_num_timesteps=job.source_model is None,
+        )
+        return model
     finally:
         env.close()
 
 
-def build_model(job: TrainingJob, env: gym.Env[Any, Any]) -> BaseAlgorithm:
-    hyperparameters = {**DEFAULT_HYPERPARAMETERS.get(job.algorithm, {}), **job.hyperparameters}
+def _model(job: TrainingJob, env: VecEnv, hyperparameters: dict[str, Any]) -> BaseAlgorithm:
     cls = algorithm_class(job.algorithm)
-    model = cls("MlpPolicy", env, seed=job.seed, verbose=0, device="cpu", **hyperparameters)
-    # Without a logger of its own, SB3 leaves an SB3-<date> folder in /tmp for every run.
-    model.set_logger(Logger(folder=None, output_formats=[]))
-    return model
+    if job.source_model is not None:
+        model = cls.load(job.source_model, env=env, device="cpu")
+        model.set_random_seed(job.seed)
+        return model
+    noise_std = hyperparameters.pop("noise_std", None)
+    if noise_std:
+        size = env.action_space.shape[-1] if env.action_space.shape else 1
+        hyperparameters["action_noise"] = NormalActionNoise(np.zeros(size), noise_std * np.ones(size))
+    return cls("MlpPolicy", env, seed=job.seed, verbose=0, device="cpu", **hyperparameters)
 
 
-def evaluate(model: BaseAlgorithm, job: TrainingJob, sink: ProgressSink) -> None:
-    env = gym.make(job.environment)
-    try:
-        for index in range(job.evaluation_episodes):
-            observation, _ = env.reset(seed=job.seed + EVALUATION_SEED_OFFSET + index)
-            started = time.perf_counter()
-            total, length, done = 0.0, 0, False
-            while not done:
-                action, _ = model.predict(observation, deterministic=True)
-                observation, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                length += 1
-                done = bool(terminated or truncated)
-            sink(
-                EvaluationFinished(
-                    episode=index + 1,
-                    reward=total,
-                    length=length,
-                    duration_ms=(time.perf_counter() - started) * 1000.0,
-                )
-            )
-    finally:
-        env.close()
+def _timestep_budget(job: TrainingJob, env: VecEnv) -> int:
+    if job.timesteps is not None:
+        return job.timesteps
+    assert job.episodes is not None, "a job stops after episodes, timesteps, or both"
+    spec = gym.spec(job.environment)
+    max_steps = spec.max_episode_steps or 1000
+    # An upper bound: the episode callback stops training first, at exactly job.episodes.
+    return (job.episodes + env.num_envs) * max_steps + 1

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from tars.domain.runs import TrainingJob
@@ -15,18 +17,23 @@ from tars.training.progress import ProgressMessage, TrainingDone, TrainingFailed
 PARENT_CHECK_SECONDS = 1.0
 
 
-def child_main(job_data: dict[str, Any], conn: Connection) -> None:
+def child_main(job_data: dict[str, Any], model_path: str, conn: Connection) -> None:
+    _leave_signals_to_the_worker()
     _exit_with_parent(os.getppid())
     job = TrainingJob.from_dict(job_data)
 
     def send(message: ProgressMessage) -> None:
-        conn.send(message)
+        try:
+            conn.send(message)
+        except OSError:
+            # The worker stopped listening (cancelled, shutting down, or gone): stop at once.
+            os._exit(0)
 
     try:
         # Imported here: the parent never pays for torch, only the child that trains.
-        from tars.training.runner import train_and_evaluate
+        from tars.training.runner import run_job
 
-        train_and_evaluate(job, send)
+        run_job(job, send, Path(model_path))
     except Exception as exc:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         send(TrainingFailed(error=detail))
@@ -35,6 +42,17 @@ def child_main(job_data: dict[str, Any], conn: Connection) -> None:
         send(TrainingDone())
     finally:
         conn.close()
+
+
+def _leave_signals_to_the_worker() -> None:
+    """Ignore SIGINT and SIGTERM: they are for the worker, which drains or hands back the job.
+
+    Ctrl-C in a terminal, and a service manager stopping a process group, signal this process
+    along with its worker; dying of them would fail a run the worker means to finish or requeue.
+    The worker stops this process with SIGKILL when it must.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _exit_with_parent(parent_pid: int) -> None:

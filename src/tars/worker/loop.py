@@ -1,20 +1,26 @@
-"""The worker's lifecycle: start, take jobs, keep them alive, drain on shutdown."""
+"""The worker's lifecycle: start, take jobs, keep them alive, heartbeat, drain on shutdown."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
-from tars.bus.base import Delivery, JobQueue
-from tars.services.recording import RunRecorder
-from tars.training.progress import EpisodeFinished, EvaluationFinished, ProgressMessage
-from tars.worker.executor import Outcome, run_job
+from tars.bus.base import Delivery, JobQueue, WorkerRegistry, WorkerStatus
+from tars.domain.runs import RunStatus
+from tars.services.recording import Attempt, RunRecorder
+from tars.storage.runs import StaleAttempt
+from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage
+from tars.worker.executor import Outcome, run_in_child
+from tars.worker.resources import process_tree_rss
 
 log = logging.getLogger(__name__)
 
 RECEIVE_TIMEOUT_SECONDS = 1.0
 BACKOFF_SECONDS = 1.0
+CANCEL_CHECK_SECONDS = 1.0
 
 
 class Worker:
@@ -24,19 +30,37 @@ class Worker:
         queue: JobQueue,
         recorder: RunRecorder,
         *,
+        artifact_dir: Path,
         keep_alive_every: float,
         shutdown_grace: float,
         concurrency: int = 1,
+        registry: WorkerRegistry | None = None,
+        heartbeat_every: float = 10.0,
+        max_jobs: int = 0,
+        algorithms: tuple[str, ...] = (),
+        on_heartbeat: Callable[[WorkerStatus], None] | None = None,
     ) -> None:
         self.name = name
         self._queue = queue
         self._recorder = recorder
+        self._artifact_dir = artifact_dir
         self._keep_alive_every = keep_alive_every
         self._shutdown_grace = shutdown_grace
         self._concurrency = concurrency
+        self._registry = registry
+        self._heartbeat_every = heartbeat_every
+        self._max_jobs = max_jobs
+        self._algorithms = algorithms
+        self._on_heartbeat = on_heartbeat
         self._stopping = threading.Event()
         self._stop_requested_at: float | None = None
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._current: dict[str, str] = {}  # slot -> run id
+        self._jobs_done = 0
+        self._started_at = time.time()
+
+    # lifecycle
 
     def start(self) -> None:
         for index in range(self._concurrency):
@@ -44,6 +68,9 @@ class Worker:
             thread = threading.Thread(target=self._loop, args=(slot,), name=f"worker-{slot}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{self.name}", daemon=True)
+        heartbeat.start()
+        self._threads.append(heartbeat)
         log.info("worker %s started with %d slot(s)", self.name, self._concurrency)
 
     def stop(self) -> None:
@@ -52,16 +79,58 @@ class Worker:
             self._stop_requested_at = time.monotonic()
             self._stopping.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def join(self, timeout: float | None = None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
-    def run_until_stopped(self) -> None:
-        self.start()
-        while not self._stopping.wait(0.5):
-            pass
-        self.join()
+    def status(self) -> WorkerStatus:
+        with self._lock:
+            current = sorted(self._current.values())
+            jobs_done = self._jobs_done
+        return WorkerStatus(
+            name=self.name,
+            algorithms=list(self._algorithms),
+            slots=self._concurrency,
+            busy=len(current),
+            runs=current,
+            jobs_done=jobs_done,
+            rss_bytes=process_tree_rss(),
+            started_at=self._started_at,
+            last_seen=time.time(),
+            state="draining" if self._stopping.is_set() else "running",
+        )
+
+    # heartbeat
+
+    def _heartbeat_loop(self) -> None:
+        while True:
+            self._beat()
+            if self._stopping.wait(self._heartbeat_every) and all(
+                not t.is_alive() for t in self._threads if t is not threading.current_thread()
+            ):
+                break
+        if self._registry is not None:
+            try:
+                self._registry.remove(self.name)
+            except Exception:
+                log.warning("could not remove worker %s from the registry", self.name)
+
+    def _beat(self) -> None:
+        status = self.status()
+        if self._on_heartbeat is not None:
+            self._on_heartbeat(status)
+        if self._registry is not None:
+            try:
+                self._registry.beat(status, ttl=self._heartbeat_every * 3)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    # jobs
 
     def _loop(self, slot: str) -> None:
         while not self._stopping.is_set():
@@ -78,11 +147,95 @@ class Worker:
                 return
             try:
                 self._process(delivery, slot)
+            except StaleAttempt as exc:
+                # Another worker owns the job now; its delivery is theirs to acknowledge.
+                log.warning("%s; leaving the job to its new worker", exc)
             except Exception:
                 # Most likely the database is unreachable: hand the job back rather than lose it.
                 log.exception("run %s: could not record its outcome; handing it back", delivery.job.run_id)
                 self._queue.release(delivery)
                 self._stopping.wait(BACKOFF_SECONDS)
+            finally:
+                with self._lock:
+                    self._current.pop(slot, None)
+            self._count_job()
+
+    def _count_job(self) -> None:
+        with self._lock:
+            self._jobs_done += 1
+            done = self._jobs_done
+        if self._max_jobs and done >= self._max_jobs:
+            log.info("worker %s did %d jobs, its recycle limit; stopping", self.name, done)
+            self.stop()
+
+    def _grace_expired(self) -> bool:
+        return self._stop_requested_at is not None and time.monotonic() - self._stop_requested_at > self._shutdown_grace
+
+    def _process(self, delivery: Delivery, slot: str) -> None:
+        job = delivery.job
+        attempt = self._recorder.started(job, slot)
+        if attempt is None:
+            log.info("run %s is already finished or cancelled; dropping its job", job.run_id)
+            self._queue.ack(delivery)
+            return
+        with self._lock:
+            self._current[slot] = job.run_id
+        log.info(
+            "run %s (%s %s on %s): attempt %d on %s",
+            job.run_id,
+            job.kind,
+            job.agent_id,
+            job.environment,
+            attempt.number,
+            slot,
+        )
+        model_path = self._artifact_dir / "runs" / job.run_id / f"attempt-{attempt.number}" / "model.zip"
+        outcome, error = run_in_child(
+            job, model_path, lambda message: self._record(attempt, message), tick=self._ticker(delivery, attempt, slot)
+        )
+        if outcome is Outcome.ABORTED:
+            log.warning("run %s: shutdown grace period over; handing the job back", job.run_id)
+            self._recorder.requeued(attempt)
+            self._queue.release(delivery)
+            return
+        status = {
+            Outcome.SUCCEEDED: RunStatus.SUCCEEDED,
+            Outcome.FAILED: RunStatus.FAILED,
+            Outcome.CANCELLED: RunStatus.CANCELLED,
+        }[outcome]
+        self._recorder.finished(attempt, status, error)
+        self._queue.ack(delivery)
+        log.info("run %s: %s", job.run_id, status.value)
+
+    def _record(self, attempt: Attempt, message: ProgressMessage) -> None:
+        if isinstance(message, EpisodeFinished):
+            self._recorder.episode(attempt, message)
+        elif isinstance(message, EvaluationFinished):
+            self._recorder.evaluation(attempt, message)
+        elif isinstance(message, ModelSaved):
+            self._recorder.model_saved(attempt, message)
+
+    def _ticker(self, delivery: Delivery, attempt: Attempt, slot: str) -> Callable[[], Outcome | None]:
+        last_keep_alive = last_cancel_check = time.monotonic()
+
+        def tick() -> Outcome | None:
+            nonlocal last_keep_alive, last_cancel_check
+            now = time.monotonic()
+            if self._grace_expired():
+                return Outcome.ABORTED
+            if now - last_keep_alive >= self._keep_alive_every:
+                self._keep_alive(delivery, slot)
+                last_keep_alive = now
+            if now - last_cancel_check >= CANCEL_CHECK_SECONDS:
+                last_cancel_check = now
+                try:
+                    if self._recorder.cancel_requested(attempt):
+                        return Outcome.CANCELLED
+                except Exception as exc:
+                    log.warning("run %s: could not check for cancellation (%s)", delivery.job.run_id, exc)
+            return None
+
+        return tick
 
     def _keep_alive(self, delivery: Delivery, slot: str) -> None:
         try:
@@ -90,52 +243,3 @@ class Worker:
         except Exception as exc:
             # A blip in the queue must not fail a healthy run; the next keep-alive tries again.
             log.warning("run %s: keep-alive failed (%s)", delivery.job.run_id, exc)
-
-    def _grace_expired(self) -> bool:
-        return self._stop_requested_at is not None and time.monotonic() - self._stop_requested_at > self._shutdown_grace
-
-    def _process(self, delivery: Delivery, slot: str) -> None:
-        job = delivery.job
-        log.info(
-            "run %s (%s on %s): starting%s",
-            job.run_id,
-            job.agent_id,
-            job.environment,
-            " again after a lost worker" if delivery.redelivered else "",
-        )
-        try:
-            self._recorder.started(job, slot)
-        except Exception:
-            log.exception("run %s: could not record its start; handing it back", job.run_id)
-            self._queue.release(delivery)
-            return
-
-        def on_progress(message: ProgressMessage) -> None:
-            if isinstance(message, EpisodeFinished):
-                self._recorder.episode(job, message)
-            elif isinstance(message, EvaluationFinished):
-                self._recorder.evaluation(job, message)
-
-        try:
-            outcome, error = run_job(
-                job,
-                on_progress,
-                keep_alive=lambda: self._keep_alive(delivery, slot),
-                keep_alive_every=self._keep_alive_every,
-                should_abort=self._grace_expired,
-            )
-        except Exception as exc:
-            log.exception("run %s: worker error", job.run_id)
-            outcome, error = Outcome.FAILED, f"worker error: {exc}"
-
-        if outcome is Outcome.ABORTED:
-            log.warning("run %s: shutdown grace period over; handing the job back", job.run_id)
-            self._recorder.requeued(job)
-            self._queue.release(delivery)
-            return
-        if outcome is Outcome.SUCCEEDED:
-            self._recorder.succeeded(job)
-        else:
-            self._recorder.failed(job, error or "unknown error")
-        self._queue.ack(delivery)
-        log.info("run %s: %s", job.run_id, outcome.value)

@@ -3,8 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tars.api.deps import OperatorPrincipal, RuntimeDep
-from tars.api.schemas import TrainIn, TrainOut
-from tars.services.training import TrainingRequest, submit_training
+from tars.api.schemas import EvaluateIn, TrainIn, TrainOut
+from tars.services.training import EvaluationRequest, TrainingRequest, submit_evaluation, submit_training
 
 router = APIRouter(prefix="/api/v1", tags=["training"])
 
@@ -18,11 +18,26 @@ def train(body: TrainIn, runtime: RuntimeDep, principal: OperatorPrincipal) -> T
         TrainingRequest(
             agent_id=body.agent_id,
             episodes=body.episodes,
+            timesteps=body.timesteps,
             environment=body.environment,
             hyperparameters=body.hyperparameters,
             seed=body.seed,
+            from_run=body.from_run,
         ),
         evaluation_episodes=runtime.settings.evaluation_episodes,
+        limits=runtime.settings.memory_limits,
+        created_by=principal.user_id,
+    )
+    return TrainOut(run_id=run.id, status=run.status)
+
+
+@router.post("/evaluate", response_model=TrainOut, responses={404: {"description": "unknown agent"}})
+def evaluate(body: EvaluateIn, runtime: RuntimeDep, principal: OperatorPrincipal) -> TrainOut:
+    run = submit_evaluation(
+        runtime.sessions,
+        runtime.queue,
+        runtime.bus,
+        EvaluationRequest(episodes=body.episodes, run_id=body.run_id, agent_id=body.agent_id, seed=body.seed),
         created_by=principal.user_id,
     )
     return TrainOut(run_id=run.id, status=run.status)
