@@ -17,6 +17,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from tars.api.applications import create_dashboard_app, create_orchestration_app
+from tars.cli.serving import make_worker
 from tars.domain.users import Role
 from tars.runtime import Runtime, build_runtime
 from tars.services.auth import create_user
@@ -24,6 +25,7 @@ from tars.settings import Settings
 from tars.storage import migrate
 from tars.storage.database import make_engine, make_session_factory, transaction
 from tars.storage.users import get_user_by_username
+from tars.worker.loop import Worker
 
 PG_ADMIN_URL = os.environ.get("TARS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("TARS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -214,3 +216,13 @@ def auth(runtime: Runtime, users: dict[str, str]) -> dict[str, dict[str, str]]:
             assert user is not None
             headers[role] = {"Authorization": f"Bearer {runtime.tokens.issue(user).access_token}"}
     return headers
+
+
+@pytest.fixture
+def worker(runtime: Runtime) -> Iterator[Worker]:
+    """A worker running in this process, as `tars up` runs it, taking jobs from the runtime's queue."""
+    started = make_worker(runtime)
+    started.start()
+    yield started
+    started.stop()
+    started.join(30)

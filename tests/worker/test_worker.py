@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,15 +25,6 @@ from tars.worker.loop import Worker
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"worker_name": "test-worker", "worker_heartbeat_seconds": 0.2})
-
-
-@pytest.fixture
-def worker(runtime: Runtime) -> Iterator[Worker]:
-    started = make_worker(runtime)
-    started.start()
-    yield started
-    started.stop()
-    started.join(30)
 
 
 def submit(runtime: Runtime, **fields: object) -> str:

@@ -109,7 +109,8 @@ ALGORITHM_PARAMETERS: dict[str, dict[str, Param]] = {
         "exploration_final_eps": PROBABILITY,
         "max_grad_norm": POSITIVE,
     },
-    "ddpg": dict(_CONTINUOUS_OFF_POLICY),
+    # SB3's DDPG keeps a fixed episode-statistics window.
+    "ddpg": {k: v for k, v in _CONTINUOUS_OFF_POLICY.items() if k != "stats_window_size"},
     "td3": {
         **_CONTINUOUS_OFF_POLICY,
         "policy_delay": COUNT,
