@@ -7,6 +7,7 @@ import time
 import zipfile
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tars.worker.loop import Worker
@@ -112,3 +113,13 @@ def test_orchestration_health_lists_live_workers(
     assert "workers" not in dashboard.get("/health").json()
     text = orchestration.get("/metrics").text
     assert f'tars_worker_rss_bytes{{worker="{worker.name}"}}' in text
+
+
+@pytest.mark.parametrize("agent_id", ["dqn", "a2c", "ppo", "ddpg"])
+def test_every_builtin_agent_trains_and_evaluates(
+    agent_id: str, orchestration: TestClient, auth: dict[str, dict[str, str]], worker: Worker
+) -> None:
+    run = wait(orchestration, auth["viewer"], train(orchestration, auth["operator"], agent_id=agent_id, episodes=2))
+    assert run["status"] == "succeeded", run["error"]
+    assert run["episodes_done"] == 2 and len(run["rewards"]) == 2 and run["has_model"]
+    assert run["evaluation"]["episodes"] == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 import redis
@@ -97,3 +98,21 @@ def test_redis_queue_recovers_when_redis_loses_its_data(redis_url: str) -> None:
     assert delivery is not None and delivery.job.run_id == "after-restart"
     queue.ack(delivery)
     queue.close()
+
+
+def test_each_agent_family_has_its_own_stream(redis_url: str) -> None:
+    producer = RedisJobQueue(redis_url, claim_idle_seconds=30)
+    ppo_only = RedisJobQueue(redis_url, claim_idle_seconds=30, algorithms=["ppo"])
+    producer.enqueue(replace(job("d"), algorithm="dqn"))
+    producer.enqueue(replace(job("p"), algorithm="ppo"))
+    taken = ppo_only.receive("ppo-agent-1", timeout=1)
+    assert taken is not None and taken.job.run_id == "p"
+    ppo_only.ack(taken)
+    assert ppo_only.receive("ppo-agent-1", timeout=0.1) is None
+    rest = producer.receive("any-agent", timeout=1)
+    assert rest is not None and rest.job.run_id == "d"
+    producer.ack(rest)
+    assert set(redis.Redis.from_url(redis_url, decode_responses=True).keys("tars:jobs:*")) >= {
+        "tars:jobs:ppo",
+        "tars:jobs:dqn",
+    }

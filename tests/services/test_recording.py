@@ -1,0 +1,76 @@
+"""Exactly-once effects: an attempt that lost its run to another worker changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tars.domain.runs import RunStatus
+from tars.runtime import Runtime
+from tars.services.recording import RunRecorder
+from tars.services.training import TrainingRequest, submit_training
+from tars.storage import runs
+from tars.storage.evaluations import EvaluationFilter, list_evaluations
+from tars.storage.runs import StaleAttempt
+from tars.training.progress import EpisodeFinished, EvaluationFinished
+
+
+def test_a_superseded_attempt_cannot_write(runtime: Runtime) -> None:
+    run = submit_training(
+        runtime.sessions,
+        runtime.queue,
+        runtime.bus,
+        TrainingRequest(agent_id="dqn", episodes=2),
+        evaluation_episodes=1,
+        limits=runtime.settings.memory_limits,
+        created_by=None,
+    )
+    delivery = runtime.queue.receive("w", timeout=1)
+    assert delivery is not None
+    recorder = RunRecorder(runtime.sessions, runtime.bus, "us-west-2")
+    slow = recorder.started(delivery.job, "slow-worker")
+    assert slow is not None
+    recorder.episode(slow, EpisodeFinished(1, 10.0, 10, 10))
+    # The slow worker looked dead; another one took the job over and starts again.
+    fresh = recorder.started(delivery.job, "fresh-worker")
+    assert fresh is not None and fresh.number == slow.number + 1
+
+    with pytest.raises(StaleAttempt):
+        recorder.episode(slow, EpisodeFinished(2, 11.0, 11, 21))
+    with pytest.raises(StaleAttempt):
+        recorder.evaluation(slow, EvaluationFinished(1, 9.0, 9, 1.0))
+    with pytest.raises(StaleAttempt):
+        recorder.finished(slow, RunStatus.SUCCEEDED)
+
+    for episode in (1, 2):
+        recorder.episode(fresh, EpisodeFinished(episode, 20.0, 20, 20 * episode))
+    recorder.evaluation(fresh, EvaluationFinished(1, 30.0, 30, 1.0))
+    recorder.finished(fresh, RunStatus.SUCCEEDED)
+    with runtime.sessions() as session:
+        row = runs.get_run(session, run.id)
+        assert (row.status, row.worker, row.attempts, row.episodes_done) == ("succeeded", "fresh-worker", 2, 2)
+        assert runs.step_rewards(session, run.id) == [20.0, 20.0]
+        stored = list_evaluations(session, EvaluationFilter(run_id=run.id), limit=10).items
+        assert [e.reward for e in stored] == [30.0]
+    # A late re-delivery of the finished run's job does nothing.
+    assert recorder.started(delivery.job, "late-worker") is None
+    runtime.queue.ack(delivery)
+
+
+def test_a_job_that_keeps_losing_its_worker_is_failed_for_good(runtime: Runtime) -> None:
+    run = submit_training(
+        runtime.sessions,
+        runtime.queue,
+        runtime.bus,
+        TrainingRequest(agent_id="dqn", episodes=2),
+        evaluation_episodes=1,
+        limits=runtime.settings.memory_limits,
+        created_by=None,
+    )
+    delivery = runtime.queue.receive("w", timeout=1)
+    assert delivery is not None
+    recorder = RunRecorder(runtime.sessions, runtime.bus, "us-west-2")
+    attempts = [recorder.started(delivery.job, f"worker-{n}") for n in range(6)]
+    assert all(a is not None for a in attempts[:5]) and attempts[5] is None
+    with runtime.sessions() as session:
+        row = runs.get_run(session, run.id)
+        assert row.status == "failed" and row.error == "gave up after 5 attempts"
