@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -20,3 +21,24 @@ def test_train_follows_a_run_to_its_evaluation_summary(embedded_stack: Callable[
     refused = stack.tars("train", "ddpg", "--env", "CartPole-v1", "--url", stack.orchestration_url)
     assert refused.returncode == 1
     assert "environment: ddpg needs a continuous action space" in refused.stderr
+
+
+@pytest.mark.slow
+def test_train_by_timesteps_and_cancel(embedded_stack: Callable[..., Stack]) -> None:
+    stack = embedded_stack()
+    stack.create_user("trainer", "operator")
+    url = ["--url", stack.orchestration_url]
+    assert stack.tars("login", "-u", "trainer", "--password-stdin", *url, input=PASSWORD).returncode == 0
+    quick = stack.tars("train", "ppo", "--timesteps", "1024", *url)
+    assert quick.returncode == 0, quick.stderr
+    assert "succeeded" in quick.stdout
+    queued = stack.tars("train", "dqn", "--episodes", "100000", "--no-wait", *url)
+    run_id = queued.stdout.split()[1]
+    cancelled = stack.tars("cancel", run_id, *url)
+    assert cancelled.returncode == 0 and run_id in cancelled.stdout
+    # A running run stops within a second; after that, cancelling again is refused.
+    deadline = time.monotonic() + 15
+    while "already cancelled" not in (again := stack.tars("cancel", run_id, *url)).stderr:
+        assert again.returncode == 0 and time.monotonic() < deadline, again.stderr
+        time.sleep(0.5)
+    assert again.returncode == 1

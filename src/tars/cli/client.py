@@ -21,6 +21,13 @@ def _token_path(settings: Settings) -> Path:
     return settings.data_dir / TOKEN_FILE
 
 
+def _saved_token(settings: Settings) -> str:
+    path = _token_path(settings)
+    if not path.exists():
+        raise click.ClickException("not logged in: run `tars login -u NAME` or pass --token")
+    return path.read_text().strip()
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         detail = response.json().get("detail")
@@ -66,7 +73,9 @@ def login(settings: Settings, username: str, password_stdin: bool, url: str | No
 @click.command()
 @click.argument("agent_id")
 @click.option("--env", "environment", default=None, help="Gymnasium environment (default: the agent's)")
-@click.option("--episodes", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--episodes", type=click.IntRange(min=1), default=None, help="Stop after this many episodes")
+@click.option("--timesteps", type=click.IntRange(min=1), default=None, help="Stop after this many env steps")
+@click.option("--from-run", default=None, help="Continue from this run's checkpoint")
 @click.option("--seed", type=click.IntRange(min=0), default=None)
 @click.option("--url", default=None, help="Orchestration URL (default: from settings)")
 @click.option("--token", envvar="TARS_TOKEN", default=None, help="Bearer token (default: from `tars login`)")
@@ -76,7 +85,9 @@ def train(
     settings: Settings,
     agent_id: str,
     environment: str | None,
-    episodes: int,
+    episodes: int | None,
+    timesteps: int | None,
+    from_run: str | None,
     seed: int | None,
     url: str | None,
     token: str | None,
@@ -84,12 +95,13 @@ def train(
 ) -> None:
     """Train AGENT_ID and follow the run until it ends."""
     base = (url or settings.orchestration_base_url).rstrip("/")
-    if token is None:
-        path = _token_path(settings)
-        if not path.exists():
-            raise click.ClickException("not logged in: run `tars login -u NAME` or pass --token")
-        token = path.read_text().strip()
-    body: dict[str, Any] = {"agent_id": agent_id, "episodes": episodes}
+    token = token or _saved_token(settings)
+    if episodes is None and timesteps is None:
+        episodes = 10
+    body: dict[str, Any] = {"agent_id": agent_id}
+    for key, value in (("episodes", episodes), ("timesteps", timesteps), ("from_run", from_run)):
+        if value is not None:
+            body[key] = value
     if environment:
         body["environment"] = environment
     if seed is not None:
@@ -99,9 +111,9 @@ def train(
     click.echo(f"run {run_id} {started['status']}")
     if no_wait:
         return
-    run = _follow(base, token, run_id, episodes)
-    if run["status"] == "failed":
-        raise click.ClickException(f"run {run_id} failed: {run.get('error')}")
+    run = _follow(base, token, run_id, episodes, timesteps)
+    if run["status"] != "succeeded":
+        raise click.ClickException(f"run {run_id} {run['status']}: {run.get('error') or ''}".rstrip(": "))
     summary = run.get("evaluation") or {}
     click.echo(
         f"run {run_id} succeeded: {summary.get('episodes', 0)} evaluation episodes, "
@@ -111,15 +123,29 @@ def train(
     )
 
 
-def _follow(base: str, token: str, run_id: str, episodes: int) -> dict[str, Any]:
-    with click.progressbar(length=episodes, label="training", show_pos=True) as bar:
+def _follow(base: str, token: str, run_id: str, episodes: int | None, timesteps: int | None) -> dict[str, Any]:
+    # Progress in episodes when the run stops on them, otherwise in environment steps.
+    by_episodes = episodes is not None
+    with click.progressbar(length=episodes or timesteps or 1, label="training", show_pos=True) as bar:
         shown = 0
         while True:
             run: dict[str, Any] = _request("GET", f"{base}/api/v1/runs/{run_id}", token)
-            done = int(run["episodes_done"])
+            done = min(int(run["episodes_done"] if by_episodes else run["timesteps_done"]), bar.length or 0)
             if done > shown:
                 bar.update(done - shown)
                 shown = done
             if run["status"] in ("succeeded", "failed"):
                 return run
             time.sleep(POLL_SECONDS)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--url", default=None, help="Orchestration URL (default: from settings)")
+@click.option("--token", envvar="TARS_TOKEN", default=None, help="Bearer token (default: from `tars login`)")
+@click.pass_obj
+def cancel(settings: Settings, run_id: str, url: str | None, token: str | None) -> None:
+    """Cancel RUN_ID: at once when queued, within a second when running."""
+    base = (url or settings.orchestration_base_url).rstrip("/")
+    run = _request("POST", f"{base}/api/v1/runs/{run_id}/cancel", token or _saved_token(settings))
+    click.echo(f"run {run_id}: {run['status']}" + (" (stopping)" if run["status"] == "running" else ""))

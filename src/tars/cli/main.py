@@ -201,3 +201,4 @@ def users_create(ctx: click.Context, username: str, role: str, password_stdin: b
 
 cli.add_command(client.login)
 cli.add_command(client.train)
+cli.add_command(client.cancel)

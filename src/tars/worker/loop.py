@@ -110,9 +110,15 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         while True:
             self._beat()
-            if self._stopping.wait(self._heartbeat_every) and all(
-                not t.is_alive() for t in self._threads if t is not threading.current_thread()
-            ):
+            if not self._stopping.wait(self._heartbeat_every):
+                continue
+            # Draining: keep beating at the usual pace until every slot is done. (Waiting on the
+            # already-set stop event again would return at once and spin, beating non-stop.)
+            slots = [t for t in self._threads if t is not threading.current_thread()]
+            deadline = time.monotonic() + self._heartbeat_every
+            for thread in slots:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            if not any(thread.is_alive() for thread in slots):
                 break
         if self._registry is not None:
             try:

@@ -101,7 +101,8 @@ async def live_feed(websocket: WebSocket) -> None:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
         if websocket.application_state != WebSocketState.DISCONNECTED:
-            with contextlib.suppress(RuntimeError):
+            # The other side may be gone already (a server shutting down closes every socket first).
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await websocket.close()
 
 
