@@ -75,7 +75,7 @@ TUNED: dict[tuple[str, str], dict[str, Any]] = {
         "policy_kwargs": {"log_std_init": -2.0, "ortho_init": False},
     },
     ("dqn", "CartPole-v1"): {
-        "learning_rate": 0.0023,
+        "learning_rate": 0.001,
         "batch_size": 64,
         "buffer_size": 10_000,
         "learning_starts": 1000,
