@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tars.bus.base import Delivery
 from tars.domain.runs import RunStatus
 from tars.runtime import Runtime
 from tars.services.recording import RunRecorder
@@ -11,10 +12,12 @@ from tars.services.training import TrainingRequest, submit_training
 from tars.storage import runs
 from tars.storage.evaluations import EvaluationFilter, list_evaluations
 from tars.storage.runs import StaleAttempt
+from tars.storage.tables import TrainingRunRow
 from tars.training.progress import EpisodeFinished, EvaluationFinished
 
 
-def test_a_superseded_attempt_cannot_write(runtime: Runtime) -> None:
+def _queued_run(runtime: Runtime) -> tuple[TrainingRunRow, Delivery, RunRecorder]:
+    """A dqn run submitted and its job taken from the queue, ready to be recorded."""
     run = submit_training(
         runtime.sessions,
         runtime.queue,
@@ -26,7 +29,11 @@ def test_a_superseded_attempt_cannot_write(runtime: Runtime) -> None:
     )
     delivery = runtime.queue.receive("w", timeout=1)
     assert delivery is not None
-    recorder = RunRecorder(runtime.sessions, runtime.bus, "us-west-2")
+    return run, delivery, RunRecorder(runtime.sessions, runtime.bus, "us-west-2")
+
+
+def test_a_superseded_attempt_cannot_write(runtime: Runtime) -> None:
+    run, delivery, recorder = _queued_run(runtime)
     slow = recorder.started(delivery.job, "slow-worker")
     assert slow is not None
     recorder.episode(slow, EpisodeFinished(1, 10.0, 10, 10))
@@ -57,18 +64,7 @@ def test_a_superseded_attempt_cannot_write(runtime: Runtime) -> None:
 
 
 def test_a_job_that_keeps_losing_its_worker_is_failed_for_good(runtime: Runtime) -> None:
-    run = submit_training(
-        runtime.sessions,
-        runtime.queue,
-        runtime.bus,
-        TrainingRequest(agent_id="dqn", episodes=2),
-        evaluation_episodes=1,
-        limits=runtime.settings.memory_limits,
-        created_by=None,
-    )
-    delivery = runtime.queue.receive("w", timeout=1)
-    assert delivery is not None
-    recorder = RunRecorder(runtime.sessions, runtime.bus, "us-west-2")
+    run, delivery, recorder = _queued_run(runtime)
     attempts = [recorder.started(delivery.job, f"worker-{n}") for n in range(6)]
     assert all(a is not None for a in attempts[:5]) and attempts[5] is None
     with runtime.sessions() as session:
