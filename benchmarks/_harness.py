@@ -1,18 +1,25 @@
-"""Shared pieces of the benchmarks: an embedded T.A.R.S. with one worker, and memory sampling."""
+"""Shared pieces of the benchmarks: T.A.R.S. with one real worker process, and memory sampling."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tars.cli.serving import make_worker
+import psutil
+import redis
+
 from tars.domain.runs import RunStatus
 from tars.runtime import Runtime, build_runtime
 from tars.services.training import TrainingRequest, submit_training
@@ -23,27 +30,40 @@ from tars.worker.resources import process_tree_rss
 MIB = 2**20
 
 
+@dataclass
+class WorkerStack:
+    """A submitting runtime and one real `tars worker` process taking its jobs."""
+
+    runtime: Runtime
+    worker: psutil.Process
+
+
 @contextmanager
-def embedded_worker(**settings: Any) -> Iterator[Runtime]:
-    """A throwaway embedded T.A.R.S. (SQLite, in-process queue) with one worker running."""
+def worker_process(redis_url: str) -> Iterator[WorkerStack]:
+    """T.A.R.S. with one `tars worker` process, as deployed: Redis Streams and a shared SQLite file.
+
+    The Redis database given is emptied first: point it at one kept for benchmarks.
+    """
+    redis.Redis.from_url(redis_url).flushdb()
     with tempfile.TemporaryDirectory(prefix="tars-bench-") as data_dir:
-        runtime = build_runtime(
-            Settings(
-                data_dir=Path(data_dir),
-                jwt_secret=secrets.token_urlsafe(48),
-                worker_name="bench-worker",
-                log_level="WARNING",
-                **settings,
-            ),
-            migrate_schema=True,
-        )
-        worker = make_worker(runtime)
-        worker.start()
+        secret = secrets.token_urlsafe(48)
+        settings = Settings(data_dir=Path(data_dir), jwt_secret=secret, redis_url=redis_url, log_level="WARNING")
+        runtime = build_runtime(settings, migrate_schema=True)
+        environment = os.environ | {
+            "TARS_DATA_DIR": data_dir,
+            "TARS_JWT_SECRET": secret,
+            "TARS_REDIS_URL": redis_url,
+            "TARS_WORKER_NAME": "bench-worker",
+            "TARS_WORKER_METRICS_PORT": "0",
+            "TARS_LOG_LEVEL": "WARNING",
+        }
+        tars = Path(sys.executable).with_name("tars")
+        process = subprocess.Popen([str(tars), "worker"], env=environment, stdout=subprocess.DEVNULL)
         try:
-            yield runtime
+            yield WorkerStack(runtime, psutil.Process(process.pid))
         finally:
-            worker.stop()
-            worker.join(60)
+            process.send_signal(signal.SIGTERM)
+            process.wait(60)
             runtime.close()
 
 
@@ -67,6 +87,7 @@ def train_and_wait(runtime: Runtime, request: TrainingRequest, evaluation_episod
                 return {
                     "run_id": row.id,
                     "timesteps": row.timesteps_done,
+                    # What its user waits: queueing, training, checkpoint, evaluation, all recorded.
                     "seconds": (row.finished_at - row.created_at).total_seconds(),
                     "summary": runs.evaluation_summary(session, row.id),
                 }

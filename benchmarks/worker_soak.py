@@ -1,10 +1,12 @@
 """One worker runs consecutive PPO jobs on CartPole-v1; does its memory grow?
 
-Samples the resident memory of the worker and its training processes, and compares it with a
-plain SB3 script doing the same workload in one long-lived process (a new model per job, as a
-naive worker would). The jobs-per-worker recycle limit stays off.
+Samples the resident memory of a real `tars worker` process (and any children it has) and
+compares it with a plain SB3 script doing the same workload in one long-lived process (a new
+model per job, as a naive worker would). The jobs-per-worker recycle limit stays off. Needs Redis
+(the worker takes its jobs from Redis Streams); the given database is emptied first.
 
     .venv/bin/python benchmarks/worker_soak.py [--total-steps 1000000] [--steps-per-job 50000]
+        [--redis-url redis://127.0.0.1:6379/15]
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ import subprocess
 import sys
 import time
 
-import psutil
-from _harness import MIB, RssSampler, embedded_worker, emit, train_and_wait
+from _harness import MIB, RssSampler, emit, train_and_wait, worker_process
 
 from tars.domain.tuning import tuned_defaults
 from tars.services.training import TrainingRequest
@@ -37,15 +38,15 @@ for job in range({jobs}):
 """
 
 
-def platform(jobs: int, steps: int) -> dict[str, float]:
-    with embedded_worker() as runtime, RssSampler() as sampler:
+def platform(jobs: int, steps: int, redis_url: str) -> dict[str, float]:
+    with worker_process(redis_url) as stack, RssSampler(pid=stack.worker.pid) as sampler:
         ends: list[float] = []
         started = time.monotonic()
         for job in range(jobs):
-            train_and_wait(runtime, TrainingRequest(agent_id="ppo", timesteps=steps, seed=job))
+            train_and_wait(stack.runtime, TrainingRequest(agent_id="ppo", timesteps=steps, seed=job))
             ends.append(time.monotonic() - started)
-        worker_alone = psutil.Process().memory_info().rss / MIB
-    return _summary(sampler, ends) | {"worker_process_alone_mib": round(worker_alone, 1)}
+        children = len(stack.worker.children(recursive=True))
+    return _summary(sampler, ends) | {"worker_children": children}
 
 
 def plain(jobs: int, steps: int) -> dict[str, float]:
@@ -79,9 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--total-steps", type=int, default=1_000_000)
     parser.add_argument("--steps-per-job", type=int, default=50_000)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     args = parser.parse_args()
     jobs = max(3, args.total_steps // args.steps_per_job)
-    ours = platform(jobs, args.steps_per_job)
+    ours = platform(jobs, args.steps_per_job, args.redis_url)
     theirs = plain(jobs, args.steps_per_job)
     emit(
         {

@@ -17,7 +17,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from tars.api.applications import create_dashboard_app, create_orchestration_app
-from tars.cli.serving import make_worker
+from tars.cli.workers import make_worker
 from tars.domain.users import Role
 from tars.runtime import Runtime, build_runtime
 from tars.services.auth import create_user
@@ -220,8 +220,8 @@ def auth(runtime: Runtime, users: dict[str, str]) -> dict[str, dict[str, str]]:
 
 @pytest.fixture
 def worker(runtime: Runtime) -> Iterator[Worker]:
-    """A worker running in this process, as `tars up` runs it, taking jobs from the runtime's queue."""
-    started = make_worker(runtime)
+    """A worker training in this process, as `tars worker` does, taking jobs from the runtime's queue."""
+    started = make_worker(runtime, beside_apis=False)
     started.start()
     yield started
     started.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -10,12 +12,15 @@ from sqlalchemy.exc import IntegrityError
 from tars.bus.base import EventBus, JobQueue, WorkerRegistry
 from tars.bus.memory import InProcessEventBus, InProcessJobQueue, InProcessWorkerRegistry
 from tars.bus.redis_streams import RedisEventBus, RedisJobQueue, RedisWorkerRegistry
+from tars.domain.runs import RunStatus
 from tars.services.auth import TokenService
 from tars.services.training import requeue_unfinished
 from tars.settings import Settings
 from tars.storage import migrate
 from tars.storage.agents import ensure_builtin_agents
 from tars.storage.database import SessionFactory, make_engine, make_session_factory, transaction
+
+log = logging.getLogger(__name__)
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -36,6 +41,26 @@ class Runtime:
         self.queue.close()
         self.bus.close()
         self.engine.dispose()
+
+
+def _recover_lost_jobs(sessions: SessionFactory, queue: RedisJobQueue) -> Callable[[list[str]], None]:
+    """Queue again runs the database counts as queued whose jobs Redis no longer has.
+
+    Running runs are left alone: their workers still have them and record their outcome (the
+    acknowledgement of a job Redis forgot is a no-op). Were such a worker to die as well, no claim
+    could take its run over, as Redis no longer has the job: that run needs `tars cancel` and a
+    new submission.
+    """
+
+    def recover(algorithms: list[str]) -> None:
+        waiting = set().union(*(queue.waiting_run_ids(algorithm) for algorithm in algorithms))
+        requeued = requeue_unfinished(
+            sessions, queue, statuses={RunStatus.QUEUED}, algorithms=algorithms, already_queued=waiting
+        )
+        if requeued:
+            log.warning("the job queue had lost %d queued run(s); queued them again", len(requeued))
+
+    return recover
 
 
 def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
@@ -66,6 +91,7 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
             claim_idle_seconds=settings.job_claim_idle_seconds,
             algorithms=settings.served_algorithms,
         )
+        queue.on_groups_created = _recover_lost_jobs(sessions, queue)
         bus = RedisEventBus(settings.redis_url)
         registry = RedisWorkerRegistry(settings.redis_url)
     tokens = TokenService(settings.jwt_signing_secret(), settings.jwt_expires_seconds)

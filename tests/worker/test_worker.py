@@ -10,8 +10,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+import redis
 
-from tars.cli.serving import make_worker
+from tars.cli.workers import make_worker
 from tars.domain.events import Event
 from tars.domain.runs import RunStatus
 from tars.runtime import Runtime
@@ -136,21 +137,39 @@ def test_a_job_that_cannot_train_fails_with_its_reason(runtime: Runtime, worker:
         assert run.finished_at is not None
 
 
-def test_a_running_run_is_cancelled_and_its_training_stopped(runtime: Runtime, worker: Worker) -> None:
-    run_id = submit(runtime, episodes=100_000)
-    wait_running(runtime, run_id)
-    children = training_processes()
-    assert children
-    cancel_run(runtime.sessions, runtime.bus, run_id)
-    assert wait_for(runtime, run_id, FINISHED, timeout=15) is RunStatus.CANCELLED
-    _gone, alive = psutil.wait_procs(children, timeout=10)
-    assert not alive
+def training_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("tars-train-")]
+
+
+@pytest.mark.parametrize("beside_apis", [False, True], ids=["in-worker", "in-subprocess"])
+def test_a_running_run_is_cancelled_and_its_training_stopped(runtime: Runtime, beside_apis: bool) -> None:
+    worker = make_worker(runtime, beside_apis=beside_apis)
+    worker.start()
+    try:
+        run_id = submit(runtime, episodes=100_000)
+        wait_running(runtime, run_id)
+        children, threads = training_processes(), training_threads()
+        assert (bool(children), bool(threads)) == (beside_apis, not beside_apis)
+        cancel_run(runtime.sessions, runtime.bus, run_id)
+        assert wait_for(runtime, run_id, FINISHED, timeout=15) is RunStatus.CANCELLED
+        _gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive
+        for thread in threads:
+            thread.join(10)
+            assert not thread.is_alive()
+        with runtime.sessions() as session:
+            # Stopped mid-training: no checkpoint, no evaluations of a model it never finished.
+            assert runs.get_run(session, run_id).model_path is None
+            assert list_evaluations(session, EvaluationFilter(run_id=run_id), limit=1).items == []
+    finally:
+        worker.stop()
+        worker.join(30)
 
 
 def test_a_queued_run_cancelled_before_a_worker_takes_it_is_never_trained(runtime: Runtime) -> None:
     run_id = submit(runtime)
     cancel_run(runtime.sessions, runtime.bus, run_id)
-    late = make_worker(runtime)
+    late = make_worker(runtime, beside_apis=False)
     late.start()
     try:
         # The worker takes the job, sees the run is cancelled, and drops it.
@@ -168,7 +187,7 @@ def test_a_queued_run_cancelled_before_a_worker_takes_it_is_never_trained(runtim
 
 def test_shutdown_past_the_grace_period_hands_the_job_back(runtime: Runtime) -> None:
     runtime.settings.worker_shutdown_grace_seconds = 0.0
-    impatient = make_worker(runtime)
+    impatient = make_worker(runtime, beside_apis=False)
     impatient.start()
     run_id = submit(runtime, episodes=100_000)
     wait_running(runtime, run_id)
@@ -182,7 +201,7 @@ def test_shutdown_past_the_grace_period_hands_the_job_back(runtime: Runtime) -> 
 
 
 def test_shutdown_within_the_grace_period_finishes_the_job(runtime: Runtime) -> None:
-    patient = make_worker(runtime)
+    patient = make_worker(runtime, beside_apis=False)
     patient.start()
     run_id = submit(runtime, episodes=5)
     wait_running(runtime, run_id)
@@ -205,9 +224,28 @@ def test_heartbeats_show_the_worker_and_what_it_runs(runtime: Runtime, worker: W
 
 def test_the_recycle_limit_stops_a_worker_after_its_jobs(runtime: Runtime) -> None:
     runtime.settings.worker_max_jobs = 1
-    recycled = make_worker(runtime)
+    recycled = make_worker(runtime, beside_apis=False)
     recycled.start()
     run_id = submit(runtime, episodes=1)
     assert wait_for(runtime, run_id, FINISHED) is RunStatus.SUCCEEDED
     recycled.join(10)
     assert recycled.stopping
+
+
+@pytest.mark.parametrize("backend", ["distributed"], indirect=True)
+def test_queued_runs_redis_forgot_are_queued_again_and_trained_once(runtime: Runtime, redis_url: str) -> None:
+    lost = submit(runtime, episodes=1)
+    redis.Redis.from_url(redis_url).flushdb()  # Redis restarted without its data
+    kept = submit(runtime, episodes=1)
+    worker = make_worker(runtime, beside_apis=False)
+    worker.start()
+    try:
+        for run_id in (lost, kept):
+            assert wait_for(runtime, run_id, FINISHED) is RunStatus.SUCCEEDED
+    finally:
+        worker.stop()
+        worker.join(30)
+    with runtime.sessions() as session:
+        # The job still on its stream was not queued a second time.
+        assert [runs.get_run(session, run_id).attempts for run_id in (lost, kept)] == [1, 1]
+    assert redis.Redis.from_url(redis_url).xlen("tars:jobs:dqn") == 0

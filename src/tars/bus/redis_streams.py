@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,20 +31,34 @@ class RedisJobQueue:
     def __init__(self, url: str, *, claim_idle_seconds: float, algorithms: Iterable[str] = ALGORITHMS) -> None:
         self._redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         self._claim_idle_ms = int(claim_idle_seconds * 1000)
-        self._streams = [keys.jobs_stream(algorithm) for algorithm in algorithms]
+        self._algorithms = list(algorithms)
+        self._streams = [keys.jobs_stream(algorithm) for algorithm in self._algorithms]
         self._groups_ready = False
+        # Called with the families whose consumer group this queue had to create: Redis is new, or
+        # restarted without its data, and jobs the database still counts as queued may be gone.
+        self.on_groups_created: Callable[[list[str]], None] | None = None
 
     def _ensure_groups(self) -> None:
         if self._groups_ready:
             return
-        for stream in self._streams:
+        created = []
+        for algorithm, stream in zip(self._algorithms, self._streams, strict=True):
             try:
                 # From id 0, so jobs enqueued before any worker existed are delivered too.
                 self._redis.xgroup_create(stream, keys.WORKER_GROUP, id="0", mkstream=True)
             except redis.ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            else:
+                created.append(algorithm)
         self._groups_ready = True
+        if created and self.on_groups_created is not None:
+            self.on_groups_created(created)
+
+    def waiting_run_ids(self, algorithm: str) -> set[str]:
+        """Runs with a job on the family's stream, delivered or not (acknowledged jobs are deleted)."""
+        entries: Any = self._redis.xrange(keys.jobs_stream(algorithm))
+        return {json.loads(fields["job"])["run_id"] for _id, fields in entries if "job" in fields}
 
     def enqueue(self, job: TrainingJob) -> None:
         self._redis.xadd(keys.jobs_stream(job.algorithm), {"job": json.dumps(job.to_dict())})

@@ -49,7 +49,9 @@ def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
 def up(ctx: click.Context) -> None:
     """Run every service in one process: embedded mode (or all-in-one on PostgreSQL and Redis)."""
     from tars.api.applications import create_dashboard_app, create_orchestration_app
-    from tars.cli.serving import make_server, make_worker, run_foreground
+    from tars.cli.foreground import run_foreground
+    from tars.cli.servers import make_server
+    from tars.cli.workers import make_worker
 
     settings = _settings(ctx)
     runtime = _runtime(settings, migrate_schema=True)
@@ -64,7 +66,7 @@ def up(ctx: click.Context) -> None:
     click.echo(f"  orchestration  {settings.orchestration_base_url}/docs")
     click.echo("Press Ctrl-C to stop.")
     try:
-        run_foreground(servers, make_worker(runtime))
+        run_foreground(servers, make_worker(runtime, beside_apis=True))
     finally:
         runtime.close()
 
@@ -76,7 +78,8 @@ def up(ctx: click.Context) -> None:
 def serve(ctx: click.Context, service: str, port: int | None) -> None:
     """Run one API service (distributed mode)."""
     from tars.api.applications import create_dashboard_app, create_orchestration_app
-    from tars.cli.serving import make_server, run_foreground
+    from tars.cli.foreground import run_foreground
+    from tars.cli.servers import make_server
 
     settings = _settings(ctx)
     runtime = _runtime(settings, migrate_schema=False)
@@ -94,7 +97,8 @@ def serve(ctx: click.Context, service: str, port: int | None) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run an agent worker that trains jobs from the queue (distributed mode)."""
-    from tars.cli.serving import make_worker, run_foreground
+    from tars.cli.foreground import run_foreground
+    from tars.cli.workers import make_worker
 
     settings = _settings(ctx)
     if settings.embedded:
@@ -107,7 +111,7 @@ def worker(ctx: click.Context) -> None:
     families = ", ".join(settings.served_algorithms)
     click.echo(f"worker {settings.worker_name} taking {families} jobs from {settings.redis_url}")
     try:
-        run_foreground([], make_worker(runtime))
+        run_foreground([], make_worker(runtime, beside_apis=False))
     finally:
         runtime.close()
 

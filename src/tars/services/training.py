@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from tars.domain.agents import check_environment
 from tars.domain.errors import InvalidField, NotFound, Unavailable
 from tars.domain.events import Event, EventType
 from tars.domain.hyperparameters import MemoryLimits, check_memory, validate_hyperparameters
-from tars.domain.runs import RunKind, RunStatus, TrainingJob
+from tars.domain.runs import UNFINISHED, RunKind, RunStatus, TrainingJob
 from tars.domain.tuning import tuned_defaults
 from tars.storage import agents, runs
 from tars.storage.database import SessionFactory, transaction
@@ -107,10 +108,24 @@ def cancel_run(sessions: SessionFactory, bus: EventBus, run_id: str) -> Training
     return run
 
 
-def requeue_unfinished(sessions: SessionFactory, queue: JobQueue) -> list[str]:
-    """Queue again every run that has not finished: for an in-process queue, which a restart empties."""
+def requeue_unfinished(
+    sessions: SessionFactory,
+    queue: JobQueue,
+    *,
+    statuses: Collection[RunStatus] = UNFINISHED,
+    algorithms: Collection[str] | None = None,
+    already_queued: Collection[str] = (),
+) -> list[str]:
+    """Queue again the runs whose jobs a queue lost: an in-process queue after a restart, or Redis
+    restarted without its data. ``already_queued`` are run ids whose jobs are still there."""
     with sessions() as session:
-        jobs = [runs.job_of(session, run) for run in runs.unfinished_runs(session)]
+        jobs = [
+            runs.job_of(session, run)
+            for run in runs.unfinished_runs(session)
+            if run.status in statuses
+            and (algorithms is None or run.algorithm in algorithms)
+            and run.id not in already_queued
+        ]
     for job in jobs:
         queue.enqueue(job)
     return [job.run_id for job in jobs]

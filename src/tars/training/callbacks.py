@@ -6,7 +6,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter
 
-from tars.training.progress import EpisodeFinished, ProgressSink
+from tars.training.progress import EpisodeFinished, ProgressSink, StopCheck
 
 # SB3 logger keys worth keeping, under shorter names.
 _LOGGED = {
@@ -44,11 +44,19 @@ class EpisodeProgressCallback(BaseCallback):
     """Reports every finished episode, with the latest losses and env-steps/s.
 
     Stops training after ``max_episodes`` episodes (across all parallel environments),
-    when one is set; a timestep budget is left to ``learn(total_timesteps=...)``.
+    when one is set, or as soon as ``should_stop`` says so; a timestep budget is left to
+    ``learn(total_timesteps=...)``.
     """
 
-    def __init__(self, max_episodes: int | None, sink: ProgressSink, writer: LatestValuesWriter) -> None:
+    def __init__(
+        self,
+        max_episodes: int | None,
+        sink: ProgressSink,
+        writer: LatestValuesWriter,
+        should_stop: StopCheck | None = None,
+    ) -> None:
         super().__init__(verbose=0)
+        self.should_stop = should_stop
         self.max_episodes = max_episodes
         self.sink = sink
         self.writer = writer
@@ -78,6 +86,8 @@ class EpisodeProgressCallback(BaseCallback):
                     metrics=metrics,
                 )
             )
+        if self.should_stop is not None and self.should_stop():
+            return False
         return not self._enough()
 
     def _enough(self) -> bool:

@@ -9,14 +9,21 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from tars.training.progress import EvaluationFinished, ProgressSink
+from tars.training.progress import EvaluationFinished, ProgressSink, StopCheck, TrainingStopped
 
 # Evaluation uses seeds far from training's, so its episodes are not replays of training ones.
 EVALUATION_SEED_OFFSET = 1_000_000
 MAX_PARALLEL_ENVS = 8
 
 
-def evaluate(model: BaseAlgorithm, environment: str, episodes: int, seed: int, sink: ProgressSink) -> None:
+def evaluate(
+    model: BaseAlgorithm,
+    environment: str,
+    episodes: int,
+    seed: int,
+    sink: ProgressSink,
+    should_stop: StopCheck | None = None,
+) -> None:
     """Run ``episodes`` episodes spread over parallel environments; report each as it ends.
 
     Each environment runs a fixed share of the episodes (as SB3's ``evaluate_policy`` does), so
@@ -34,6 +41,8 @@ def evaluate(model: BaseAlgorithm, environment: str, episodes: int, seed: int, s
         observations = env.reset()
         reported = 0
         while (counts < targets).any():
+            if should_stop is not None and should_stop():
+                raise TrainingStopped()
             actions, _ = model.predict(observations, deterministic=True)  # type: ignore[arg-type]
             observations, step_rewards, dones, _ = env.step(actions)
             rewards += step_rewards

@@ -41,5 +41,10 @@ class TrainingDone:
     pass
 
 
+class TrainingStopped(Exception):
+    """Raised inside a training job that was asked to stop (cancelled, or its worker shutting down)."""
+
+
 ProgressMessage = EpisodeFinished | EvaluationFinished | ModelSaved | TrainingFailed | TrainingDone
 ProgressSink = Callable[[ProgressMessage], None]
+StopCheck = Callable[[], bool]

@@ -18,24 +18,35 @@ from tars.domain.runs import RunKind, TrainingJob
 from tars.training.algorithms import algorithm_class
 from tars.training.callbacks import EpisodeProgressCallback, LatestValuesWriter
 from tars.training.evaluation import evaluate
-from tars.training.progress import ModelSaved, ProgressSink
+from tars.training.progress import ModelSaved, ProgressSink, StopCheck, TrainingStopped
 
 
-def run_job(job: TrainingJob, sink: ProgressSink, model_path: Path) -> None:
+def _never() -> bool:
+    return False
+
+
+def run_job(job: TrainingJob, sink: ProgressSink, model_path: Path, should_stop: StopCheck = _never) -> None:
+    """Train (or load) the job's model, save it, evaluate it; report everything through ``sink``.
+
+    ``should_stop`` is polled at every environment step; once it says so, the job raises
+    ``TrainingStopped`` instead of saving or evaluating a model it did not finish.
+    """
     torch.set_num_threads(1)
     if job.kind == RunKind.EVALUATE.value:
         if job.source_model is None:
             raise ValueError("an evaluation job needs a model to evaluate")
         model = algorithm_class(job.algorithm).load(job.source_model, device="cpu")
     else:
-        model = train(job, sink)
+        model = train(job, sink, should_stop)
+        if should_stop():
+            raise TrainingStopped()
         model_path.parent.mkdir(parents=True, exist_ok=True)
         model.save(model_path)
         sink(ModelSaved(path=str(model_path), timesteps=int(model.num_timesteps)))
-    evaluate(model, job.environment, job.evaluation_episodes, job.seed, sink)
+    evaluate(model, job.environment, job.evaluation_episodes, job.seed, sink, should_stop)
 
 
-def train(job: TrainingJob, sink: ProgressSink) -> BaseAlgorithm:
+def train(job: TrainingJob, sink: ProgressSink, should_stop: StopCheck = _never) -> BaseAlgorithm:
     hyperparameters = dict(job.hyperparameters)
     n_envs = int(hyperparameters.pop("n_envs", 1))
     env = make_vec_env(job.environment, n_envs=n_envs, seed=job.seed)
@@ -46,7 +57,7 @@ def train(job: TrainingJob, sink: ProgressSink) -> BaseAlgorithm:
         model.set_logger(Logger(folder=None, output_formats=[writer]))
         model.learn(
             total_timesteps=_timestep_budget(job, env),
-            callback=EpisodeProgressCallback(job.episodes, sink, writer),
+            callback=EpisodeProgressCallback(job.episodes, sink, writer, should_stop),
             reset_num_timesteps=job.source_model is None,
         )
         return model

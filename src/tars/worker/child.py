@@ -13,6 +13,7 @@ from typing import Any
 
 from tars.domain.runs import TrainingJob
 from tars.training.progress import ProgressMessage, TrainingDone, TrainingFailed
+from tars.worker.resources import error_detail
 
 PARENT_CHECK_SECONDS = 1.0
 
@@ -35,8 +36,7 @@ def child_main(job_data: dict[str, Any], model_path: str, conn: Connection) -> N
 
         run_job(job, send, Path(model_path))
     except Exception as exc:
-        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        send(TrainingFailed(error=detail))
+        send(TrainingFailed(error=error_detail(exc)))
         traceback.print_exc()
     else:
         send(TrainingDone())

@@ -13,7 +13,7 @@ from tars.domain.runs import RunStatus
 from tars.services.recording import Attempt, RunRecorder
 from tars.storage.runs import StaleAttempt
 from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage
-from tars.worker.executor import Outcome, run_in_child
+from tars.worker.executor import Outcome, StartTraining, start_in_thread, supervise
 from tars.worker.resources import process_tree_rss
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class Worker:
         max_jobs: int = 0,
         algorithms: tuple[str, ...] = (),
         on_heartbeat: Callable[[WorkerStatus], None] | None = None,
+        start_training: StartTraining = start_in_thread,
     ) -> None:
         self.name = name
         self._queue = queue
@@ -52,6 +53,7 @@ class Worker:
         self._max_jobs = max_jobs
         self._algorithms = algorithms
         self._on_heartbeat = on_heartbeat
+        self._start_training = start_training
         self._stopping = threading.Event()
         self._stop_requested_at: float | None = None
         self._threads: list[threading.Thread] = []
@@ -196,8 +198,10 @@ class Worker:
             slot,
         )
         model_path = self._artifact_dir / "runs" / job.run_id / f"attempt-{attempt.number}" / "model.zip"
-        outcome, error = run_in_child(
-            job, model_path, lambda message: self._record(attempt, message), tick=self._ticker(delivery, attempt, slot)
+        outcome, error = supervise(
+            self._start_training(job, model_path),
+            lambda message: self._record(attempt, message),
+            tick=self._ticker(delivery, attempt, slot),
         )
         if outcome is Outcome.ABORTED:
             log.warning("run %s: shutdown grace period over; handing the job back", job.run_id)

@@ -1,0 +1,50 @@
+"""Runs services and workers in the foreground until SIGINT or SIGTERM, then stops them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from tars.worker.loop import Worker
+
+if TYPE_CHECKING:
+    # Only for types: a worker-only process (`tars worker`) runs without the web stack.
+    import uvicorn
+
+log = logging.getLogger(__name__)
+
+
+async def _run(servers: list[uvicorn.Server], worker: Worker | None) -> None:
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    def request_stop() -> None:
+        if not stopped.is_set():
+            log.info("stopping")
+        stopped.set()
+        for server in servers:
+            server.should_exit = True
+        if worker is not None:
+            worker.stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop)
+    if worker is not None:
+        worker.start()
+    try:
+        if servers:
+            await asyncio.gather(*(server.serve() for server in servers))
+        else:
+            await stopped.wait()
+    finally:
+        request_stop()
+        if worker is not None:
+            await asyncio.to_thread(worker.join)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def run_foreground(servers: list[uvicorn.Server], worker: Worker | None) -> None:
+    asyncio.run(_run(servers, worker))

@@ -1,0 +1,24 @@
+"""The API services as uvicorn servers that share one process and its signal handling."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to us, so several can share one process."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def make_server(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level.lower(), lifespan="on", ws_ping_interval=None
+    )
+    return _Server(config)
