@@ -16,7 +16,7 @@ from tars.domain.runs import RunStatus
 from tars.services.auth import TokenService
 from tars.services.training import requeue_unfinished
 from tars.settings import Settings
-from tars.storage import migrate
+from tars.storage import schema
 from tars.storage.agents import ensure_builtin_agents
 from tars.storage.database import SessionFactory, make_engine, make_session_factory, transaction
 
@@ -66,8 +66,10 @@ def _recover_lost_jobs(sessions: SessionFactory, queue: RedisJobQueue) -> Callab
 def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
     engine = make_engine(settings.sqlalchemy_url)
     if migrate_schema:
+        from tars.storage import migrate  # Alembic: only for the process that migrates
+
         migrate.upgrade(engine)
-    elif not migrate.is_current(engine):
+    elif not schema.is_current(engine):
         engine.dispose()
         raise SchemaOutOfDate("the database schema is not up to date; run `tars db upgrade` first")
     sessions = make_session_factory(engine)

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import inspect
 
 from tars.runtime import SchemaOutOfDate, build_runtime
-from tars.storage import migrate
+from tars.storage import migrate, schema
 from tars.storage.database import make_engine
 from tests.conftest import make_settings
 
@@ -25,16 +25,20 @@ def test_upgrade_creates_the_schema_and_downgrade_removes_it(empty_database_url:
     engine = make_engine(empty_database_url)
     try:
         assert migrate.current_revision(engine) is None
+        assert schema.current_revision(engine) is None
         migrate.upgrade(engine)
-        assert migrate.is_current(engine)
+        assert schema.is_current(engine)
+        assert schema.current_revision(engine) == migrate.current_revision(engine)
         assert set(inspect(engine).get_table_names()) >= TABLES
         columns = {c["name"] for c in inspect(engine).get_columns("evaluations")}
         assert columns >= {"id", "agent_id", "run_id", "environment", "region", "reward", "episode_length",
                            "duration_ms", "status", "created_at"}  # fmt: skip
+        migrate.downgrade(engine, "0001_v1_0_0")
+        assert not schema.is_current(engine)
         migrate.downgrade(engine, "base")
         assert not TABLES & set(inspect(engine).get_table_names())
         migrate.upgrade(engine)
-        assert migrate.is_current(engine)
+        assert schema.is_current(engine)
     finally:
         engine.dispose()
 
@@ -43,3 +47,11 @@ def test_services_refuse_an_out_of_date_schema(empty_database_url: str, tmp_path
     settings = make_settings(tmp_path, database_url=empty_database_url)
     with pytest.raises(SchemaOutOfDate, match="tars db upgrade"):
         build_runtime(settings, migrate_schema=False)
+
+
+def test_the_head_the_services_expect_is_the_newest_migration(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'tars.db'}")
+    try:
+        assert migrate.head_revision(engine) == schema.HEAD_REVISION
+    finally:
+        engine.dispose()

@@ -6,12 +6,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import httpx
 
 from tars.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 TOKEN_FILE = "token"
 POLL_SECONDS = 0.5
@@ -39,6 +41,8 @@ def _error_text(response: httpx.Response) -> str:
 
 
 def _request(method: str, url: str, token: str | None = None, **kwargs: Any) -> Any:
+    import httpx  # here, not at the top: `tars worker` and `tars up` load this module and never call out
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)

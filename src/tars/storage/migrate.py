@@ -41,7 +41,3 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision(engine: Engine) -> str | None:
     return ScriptDirectory.from_config(_config(engine)).get_current_head()
-
-
-def is_current(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision(engine)
