@@ -1,25 +1,50 @@
+"""The event bus contract — numbering, replay windows, fan-out — on both implementations."""
+
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 
 from tars.bus.base import EventBus
 from tars.bus.memory import InProcessEventBus
 from tars.bus.redis_streams import RedisEventBus
 from tars.domain.events import Event
 
+WINDOW = 5
+BusFactory = Callable[[], EventBus]
+
 
 @pytest.fixture(params=["in-process", "redis"])
-def bus(request: pytest.FixtureRequest) -> EventBus:
-    if request.param == "in-process":
-        return InProcessEventBus()
-    return RedisEventBus(request.getfixturevalue("redis_url"))
+def make_bus(request: pytest.FixtureRequest) -> Iterator[BusFactory]:
+    """Makes buses sharing one store: a Redis database, or (in-process) nothing at all."""
+    made: list[EventBus] = []
+
+    def make() -> EventBus:
+        bus: EventBus
+        if request.param == "in-process":
+            bus = InProcessEventBus(window=WINDOW)
+        else:
+            bus = RedisEventBus(request.getfixturevalue("redis_url"), window=WINDOW)
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        bus.close()
 
 
-def test_every_subscriber_gets_every_event_in_order_even_from_other_threads(bus: EventBus) -> None:
-    sent = [Event("run.progress", {"run_id": "r", "episodes_done": n}) for n in range(20)]
+def progress(n: int, run_id: str = "r") -> Event:
+    return Event("run.progress", {"run_id": run_id, "agent_id": "ppo", "episodes_done": n})
+
+
+def test_every_subscriber_gets_every_event_in_order_even_from_other_threads(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    sent = [progress(n) for n in range(20)]
 
     async def scenario() -> list[list[Event]]:
         async with bus.subscribe() as first, bus.subscribe() as second:
@@ -33,5 +58,71 @@ def test_every_subscriber_gets_every_event_in_order_even_from_other_threads(bus:
             return received
 
     for events in asyncio.run(scenario()):
-        assert events == sent
-    bus.close()
+        assert [(e.type, e.data) for e in events] == [(e.type, e.data) for e in sent]
+        for channel in ("runs", "agent:ppo", "run:r"):
+            ids = [e.ids[channel] for e in events]
+            assert ids == list(range(ids[0], ids[0] + len(sent)))
+
+
+def test_an_event_is_numbered_on_each_of_its_channels(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    first = bus.publish(progress(1, run_id="a"))
+    second = bus.publish(progress(2, run_id="b"))
+    assert set(first.ids) == {"runs", "agent:ppo", "run:a"}
+    assert second.ids["runs"] == first.ids["runs"] + 1
+    assert second.ids["agent:ppo"] == first.ids["agent:ppo"] + 1
+    assert "run:a" not in second.ids
+
+
+def test_history_replays_what_came_after_an_id(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    published = [bus.publish(progress(n)) for n in range(4)]
+    after = published[0].ids["runs"]
+    history = asyncio.run(bus.history("runs", after))
+    assert history.complete and history.last_id == published[-1].ids["runs"]
+    assert [e.data["episodes_done"] for e in history.events] == [1, 2, 3]
+    assert [e.ids["runs"] for e in history.events] == [after + 1, after + 2, after + 3]
+    caught_up = asyncio.run(bus.history("runs", history.last_id))
+    assert caught_up.complete and caught_up.events == []
+    latest = asyncio.run(bus.history("runs", None))
+    assert latest.complete and latest.events == [] and latest.last_id == history.last_id
+
+
+def test_an_id_older_than_the_window_is_incomplete(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    published = [bus.publish(progress(n)) for n in range(WINDOW * 3)]
+    history = asyncio.run(bus.history("runs", published[0].ids["runs"]))
+    assert not history.complete
+    assert history.last_id == published[-1].ids["runs"]
+
+
+def test_an_id_never_handed_out_is_incomplete(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    last = bus.publish(progress(0)).ids["runs"]
+    assert not asyncio.run(bus.history("runs", last + 10)).complete
+    assert not asyncio.run(bus.history("evaluations", 17)).complete  # nothing published there yet
+
+
+def test_ids_after_losing_the_window_are_above_every_earlier_id(
+    make_bus: BusFactory, request: pytest.FixtureRequest
+) -> None:
+    before = make_bus().publish(progress(0)).ids["runs"]
+    if "redis" in request.node.callspec.id:
+        redis.Redis.from_url(request.getfixturevalue("redis_url")).flushdb()  # restarted, data lost
+    time.sleep(0.002)
+    after = make_bus().publish(progress(1)).ids["runs"]  # in-process: a new process's bus
+    assert after > before
+    if "redis" in request.node.callspec.id:
+        assert not asyncio.run(make_bus().history("runs", before)).complete
+
+
+def test_redis_replicas_share_one_window(redis_url: str) -> None:
+    writer, reader = RedisEventBus(redis_url), RedisEventBus(redis_url)
+    try:
+        first = writer.publish(progress(0)).ids["runs"]
+        writer.publish(progress(1))
+        history = asyncio.run(reader.history("runs", first))
+        assert history.complete and [e.data["episodes_done"] for e in history.events] == [1]
+    finally:
+        writer.close()
+        reader.close()

@@ -73,11 +73,29 @@ class JobQueue(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class History:
+    """What a channel's replay window holds after a given event id."""
+
+    events: list[Event]
+    # The channel's latest event id (0 before its first event).
+    last_id: int
+    # False when some events after the asked id are gone (older than the window, or from before a
+    # restart that lost it): the watcher must reload the channel's state instead of replaying.
+    complete: bool
+
+
 class EventBus(Protocol):
-    def publish(self, event: Event) -> None:
-        """Send ``event`` to every subscriber; safe to call from any thread."""
+    def publish(self, event: Event) -> Event:
+        """Number ``event`` on each of its channels, keep it in their replay windows, and send it
+        to every subscriber; returns it with its ids. Safe to call from any thread."""
         ...
 
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...
+
+    async def history(self, channel: str, after: int | None) -> History:
+        """The events of ``channel`` after id ``after``, in order; with ``after`` None, none of
+        them, only the latest id."""
+        ...
 
     def close(self) -> None: ...

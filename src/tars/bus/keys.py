@@ -2,7 +2,9 @@
 
 JOBS_STREAM_PREFIX = "tars:jobs:"
 WORKER_GROUP = "tars-workers"
-EVENTS_CHANNEL = "tars:events"
+EVENTS_CHANNEL_PREFIX = "tars:events:live:"
+EVENT_LOG_PREFIX = "tars:events:log:"
+EVENT_SEQUENCE_PREFIX = "tars:events:seq:"
 WORKER_PREFIX = "tars:worker:"
 
 
@@ -13,3 +15,19 @@ def jobs_stream(algorithm: str) -> str:
 
 def worker_key(worker_name: str) -> str:
     return f"{WORKER_PREFIX}{worker_name}"
+
+
+def event_log(channel: str) -> str:
+    """A channel's replay window: a stream whose entry ids are the event ids (``<id>-0``)."""
+    return f"{EVENT_LOG_PREFIX}{channel}"
+
+
+def event_sequence(channel: str) -> str:
+    """A channel's latest event id."""
+    return f"{EVENT_SEQUENCE_PREFIX}{channel}"
+
+
+def events_channel(database: int) -> str:
+    """The pub/sub channel that announces events. Pub/sub ignores Redis database numbers, so the
+    number is in the name: two deployments on one server, in two databases, stay apart."""
+    return f"{EVENTS_CHANNEL_PREFIX}{database}"

@@ -8,10 +8,11 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from tars.bus.base import Delivery, WorkerStatus
+from tars.bus.base import Delivery, History, WorkerStatus
 from tars.domain.events import Event
 from tars.domain.runs import TrainingJob
 
@@ -68,21 +69,61 @@ class InProcessWorkerRegistry:
             self._workers.pop(name, None)
 
 
+def first_event_id() -> int:
+    """Where a channel's ids start: the time in milliseconds, so ids after a restart that lost the
+    replay window are above every id handed out before it, and an old id is never mistaken for a
+    new event."""
+    return int(time.time() * 1000)
+
+
+class _ChannelLog:
+    def __init__(self, window: int) -> None:
+        self.last_id = first_event_id()
+        self.events: deque[Event] = deque(maxlen=window)
+
+
 class InProcessEventBus:
-    def __init__(self, backlog: int = SUBSCRIBER_BACKLOG) -> None:
+    def __init__(self, window: int = 1_000, backlog: int = SUBSCRIBER_BACKLOG) -> None:
+        self._window = window
         self._backlog = backlog
         self._lock = threading.Lock()
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]] = set()
+        self._logs: dict[str, _ChannelLog] = {}
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: Event) -> Event:
         with self._lock:
-            subscribers = list(self._subscribers)
-        for loop, inbox in subscribers:
-            try:
-                loop.call_soon_threadsafe(_offer, inbox, event)
-            except RuntimeError:
-                # The subscriber's loop has closed; it unsubscribes on its way out.
-                continue
+            ids = {}
+            logs = []
+            for channel in event.channels:
+                log_ = self._logs.get(channel)
+                if log_ is None:
+                    log_ = self._logs[channel] = _ChannelLog(self._window)
+                log_.last_id += 1
+                ids[channel] = log_.last_id
+                logs.append(log_)
+            numbered = event.numbered(ids)
+            for log_ in logs:
+                log_.events.append(numbered)
+            # Still under the lock: subscribers see each channel's events in id order.
+            for loop, inbox in self._subscribers:
+                try:
+                    loop.call_soon_threadsafe(_offer, inbox, numbered)
+                except RuntimeError:
+                    # The subscriber's loop has closed; it unsubscribes on its way out.
+                    continue
+        return numbered
+
+    async def history(self, channel: str, after: int | None) -> History:
+        with self._lock:
+            log_ = self._logs.get(channel)
+            if log_ is None:
+                # Nothing published on it since this process started: any earlier id is lost.
+                return History([], 0, after is None or after == 0)
+            if after is None:
+                return History([], log_.last_id, True)
+            events = [e for e in log_.events if e.ids[channel] > after]
+            first = events[0].ids[channel] if events else log_.last_id + 1
+            return History(events, log_.last_id, first == after + 1 and after <= log_.last_id)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
@@ -105,6 +146,7 @@ def _offer(inbox: asyncio.Queue[Event], event: Event) -> None:
     try:
         inbox.put_nowait(event)
     except asyncio.QueueFull:
+        # The subscriber fills the gap from the channel's history when the next event shows it.
         log.warning("event subscriber is %d events behind; dropping %s", inbox.qsize(), event.type)
 
 

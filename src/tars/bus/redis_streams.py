@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from tars.bus import keys
-from tars.bus.base import Delivery, WorkerStatus
+from tars.bus.base import Delivery, History, WorkerStatus
 from tars.domain.agents import ALGORITHMS
-from tars.domain.events import Event
+from tars.domain.events import PLAIN_CHANNELS, Event
 from tars.domain.runs import TrainingJob
 
 log = logging.getLogger(__name__)
@@ -164,13 +164,77 @@ class RedisWorkerRegistry:
         self._redis.close()
 
 
-class RedisEventBus:
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+# Numbers an event on each of its channels, keeps it in their windows and announces it, atomically:
+# so every replica sees each channel's ids in order, and nothing is announced that is not kept.
+# KEYS: sequence and log of channel 1, of channel 2, ...; ARGV: the event's JSON, the window size,
+# the pub/sub channel, then each channel's name and its expiry in seconds (0: never).
+_PUBLISH = """
+local ids = {}
+local names = {}
+for i = 1, #KEYS / 2 do
+  local sequence, log = KEYS[2 * i - 1], KEYS[2 * i]
+  local name, ttl = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
+  if redis.call('EXISTS', sequence) == 0 then
+    local now = redis.call('TIME')
+    redis.call('SET', sequence, now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000)))
+  end
+  local id = redis.call('INCR', sequence)
+  redis.call('XADD', log, 'MAXLEN', ARGV[2], id .. '-0', 'event', ARGV[1])
+  if ttl > 0 then
+    redis.call('EXPIRE', sequence, ttl)
+    redis.call('EXPIRE', log, ttl)
+  end
+  ids[i] = id
+  table.insert(names, cjson.encode(name) .. ':' .. id)
+end
+redis.call('PUBLISH', ARGV[3], '{"ids":{' .. table.concat(names, ',') .. '},' .. string.sub(ARGV[1], 2))
+return ids
+"""
+# Channels of one run or one agent are many and short-lived; the two feeds stay.
+_SCOPED_CHANNEL_TTL_SECONDS = 7 * 24 * 3600
 
-    def publish(self, event: Event) -> None:
-        self._redis.publish(keys.EVENTS_CHANNEL, event.to_json())
+
+class RedisEventBus:
+    def __init__(self, url: str, *, window: int = 1_000) -> None:
+        self._url = url
+        self._window = window
+        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        self._publish = self._redis.register_script(_PUBLISH)
+        self._channel = keys.events_channel(int(self._redis.connection_pool.connection_kwargs.get("db") or 0))
+
+    def publish(self, event: Event) -> Event:
+        channels = event.channels
+        keys_: list[str] = []
+        args: list[str | int] = [json.dumps({"type": event.type, "data": event.data}, default=str), self._window]
+        args.append(self._channel)
+        for channel in channels:
+            keys_ += [keys.event_sequence(channel), keys.event_log(channel)]
+            args += [channel, 0 if channel in PLAIN_CHANNELS else _SCOPED_CHANNEL_TTL_SECONDS]
+        ids: Any = self._publish(keys=keys_, args=args)
+        return event.numbered({channel: int(number) for channel, number in zip(channels, ids, strict=True)})
+
+    async def history(self, channel: str, after: int | None) -> History:
+        # In a thread, with the blocking client: it serves every event loop alike, and a replay
+        # is rare next to live events.
+        return await asyncio.to_thread(self._history, channel, after)
+
+    def _history(self, channel: str, after: int | None) -> History:
+        latest: Any = self._redis.get(keys.event_sequence(channel))
+        last_id = int(latest) if latest is not None else 0
+        if after is None:
+            return History([], last_id, True)
+        if after >= last_id:
+            # Equal: nothing missed. Above: an id from before Redis lost this channel.
+            return History([], last_id, after == last_id)
+        entries: Any = self._redis.xrange(keys.event_log(channel), min=f"{after + 1}-0", max="+")
+        events = []
+        for entry_id, fields in entries:
+            number = int(entry_id.split("-")[0])
+            stored = Event.from_json(fields["event"])
+            events.append(stored.numbered({channel: number}))
+        first = events[0].ids[channel] if events else None
+        last_id = max(last_id, events[-1].ids[channel]) if events else last_id
+        return History(events, last_id, first == after + 1)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:
@@ -183,10 +247,9 @@ class RedisEventBus:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
             await client.aclose()
 
-    @staticmethod
-    async def _subscribed(client: aioredis.Redis) -> PubSub:
+    async def _subscribed(self, client: aioredis.Redis) -> PubSub:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(keys.EVENTS_CHANNEL)
+        await pubsub.subscribe(self._channel)
         return pubsub
 
     async def _listen(self, client: aioredis.Redis, pubsub: PubSub) -> AsyncIterator[Event]:
@@ -194,7 +257,8 @@ class RedisEventBus:
             try:
                 message = await pubsub.get_message(timeout=1.0)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                # Redis restarting: keep the watcher alive and subscribe again.
+                # Redis restarting: keep the watcher alive and subscribe again. Events announced
+                # meanwhile are in the channels' windows; watchers fill the gap from there.
                 log.warning("event subscription lost (%s); resubscribing", exc)
                 await asyncio.sleep(0.5)
                 try:

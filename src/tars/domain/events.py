@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -17,19 +17,42 @@ class EventType:
     EVALUATION_CREATED = "evaluation.created"
 
 
+PLAIN_CHANNELS = ("runs", "evaluations")
+CHANNEL_PREFIXES = ("agent:", "run:")
+MAX_CHANNEL_LENGTH = 128
+
+
+def is_channel(name: object) -> bool:
+    if not isinstance(name, str) or len(name) > MAX_CHANNEL_LENGTH:
+        return False
+    return name in PLAIN_CHANNELS or any(name.startswith(p) and len(name) > len(p) for p in CHANNEL_PREFIXES)
+
+
 @dataclass(frozen=True)
 class Event:
     type: str
     data: dict[str, Any] = field(default_factory=dict)
+    # The event's id on each channel it was published on; given by the bus when it publishes.
+    ids: dict[str, int] = field(default_factory=dict)
 
     @property
-    def channel(self) -> str:
-        return "evaluations" if self.type.startswith("evaluation.") else "runs"
+    def channels(self) -> list[str]:
+        """Every channel this event belongs on: its kind's, its agent's and its run's."""
+        channels = ["evaluations" if self.type.startswith("evaluation.") else "runs"]
+        if agent_id := self.data.get("agent_id"):
+            channels.append(f"agent:{agent_id}")
+        if run_id := self.data.get("run_id"):
+            channels.append(f"run:{run_id}")
+        return channels
+
+    def numbered(self, ids: dict[str, int]) -> Event:
+        return replace(self, ids=ids)
 
     def to_json(self) -> str:
-        return json.dumps({"type": self.type, "data": self.data}, default=str)
+        return json.dumps({"type": self.type, "data": self.data, "ids": self.ids}, default=str)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
         payload = json.loads(raw)
-        return cls(type=str(payload["type"]), data=dict(payload.get("data") or {}))
+        ids = {str(channel): int(number) for channel, number in (payload.get("ids") or {}).items()}
+        return cls(type=str(payload["type"]), data=dict(payload.get("data") or {}), ids=ids)
