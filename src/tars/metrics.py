@@ -37,3 +37,10 @@ WORKER_RSS = Gauge("tars_worker_rss_bytes", "Resident memory of a worker and its
 WORKER_HEARTBEAT = Gauge("tars_worker_heartbeat_timestamp_seconds", "Time of a worker's last heartbeat", ["worker"])
 WORKER_BUSY = Gauge("tars_worker_busy_slots", "Jobs a worker is running now", ["worker"])
 WORKER_JOBS = Gauge("tars_worker_jobs_done", "Jobs a worker has finished since it started", ["worker"])
+
+WS_CONNECTIONS = Gauge("tars_ws_connections", "WebSocket connections open now")
+WS_RESUMED = Counter("tars_ws_resumed_subscriptions_total", "Subscriptions resumed from a last event id")
+WS_EVENTS_SENT = Counter("tars_ws_events_sent_total", "Events sent to WebSocket clients, live or replayed")
+WS_EVENTS_REPLAYED = Counter("tars_ws_events_replayed_total", "Events sent from a channel's replay window")
+WS_RESETS = Counter("tars_ws_resets_total", "Subscriptions told to reload: their last event id was out of the window")
+WS_SLOW_CONSUMERS = Counter("tars_ws_slow_consumers_dropped_total", "WebSocket clients closed as too far behind")

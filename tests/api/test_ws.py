@@ -4,6 +4,8 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from tars.runtime import Runtime
+
 
 def _token(headers: dict[str, str]) -> str:
     return headers["Authorization"].removeprefix("Bearer ")
@@ -14,13 +16,15 @@ def test_subscribers_receive_new_evaluations_live(dashboard: TestClient, auth: d
         ws.send_json({"type": "auth", "token": _token(auth["viewer"])})
         assert ws.receive_json()["type"] == "authenticated"
         ws.send_json({"type": "subscribe", "channel": "evaluations"})
-        assert ws.receive_json() == {"type": "subscribed", "channel": "evaluations"}
+        subscribed = ws.receive_json()
+        assert (subscribed["type"], subscribed["channel"]) == ("subscribed", "evaluations")
         body = {"agent_id": "ppo", "environment": "CartPole-v1", "reward": 150}
         created = dashboard.post("/api/v1/evaluations", json=body, headers=auth["operator"]).json()
         frame = ws.receive_json()
         assert frame["type"] == "event" and frame["channel"] == "evaluations"
         assert frame["event"] == "evaluation.created"
         assert frame["data"]["id"] == created["id"] and frame["data"]["reward"] == 150.0
+        assert frame["id"] == subscribed["last_event_id"] + 1
 
 
 def test_agent_channel_gets_only_that_agent(dashboard: TestClient, auth: dict[str, dict[str, str]]) -> None:
@@ -46,8 +50,10 @@ def test_bad_frames_get_an_error_and_the_connection_stays_usable(
         assert ws.receive_json()["type"] == "error"
         ws.send_json({"type": "dance"})
         assert "dance" in ws.receive_json()["message"]
+        ws.send_json({"type": "subscribe", "channel": "runs", "last_event_id": "yesterday"})
+        assert "last_event_id" in ws.receive_json()["message"]
         ws.send_json({"type": "subscribe", "channel": "runs"})
-        assert ws.receive_json() == {"type": "subscribed", "channel": "runs"}
+        assert ws.receive_json()["type"] == "subscribed"
 
 
 def test_unauthenticated_connections_are_closed(dashboard: TestClient) -> None:
@@ -57,3 +63,51 @@ def test_unauthenticated_connections_are_closed(dashboard: TestClient) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert closed.value.code == 1008
+
+
+def _evaluate(dashboard: TestClient, auth: dict[str, dict[str, str]], reward: float) -> int:
+    body = {"agent_id": "ppo", "environment": "CartPole-v1", "reward": reward}
+    response = dashboard.post("/api/v1/evaluations", json=body, headers=auth["operator"])
+    assert response.status_code == 201
+    evaluation_id: int = response.json()["id"]
+    return evaluation_id
+
+
+def test_subscribing_with_a_last_event_id_replays_exactly_what_was_missed(
+    dashboard: TestClient, auth: dict[str, dict[str, str]]
+) -> None:
+    token = _token(auth["viewer"])
+    with dashboard.websocket_connect(f"/ws?token={token}") as ws:
+        assert ws.receive_json()["type"] == "authenticated"
+        ws.send_json({"type": "subscribe", "channel": "evaluations"})
+        last_seen = ws.receive_json()["last_event_id"]
+        _evaluate(dashboard, auth, 1)
+        seen = ws.receive_json()
+        assert seen["id"] == last_seen + 1
+    # Disconnected: these happen while nobody watches.
+    missed = [_evaluate(dashboard, auth, reward) for reward in (2, 3, 4)]
+    with dashboard.websocket_connect(f"/ws?token={token}") as ws:
+        assert ws.receive_json()["type"] == "authenticated"
+        ws.send_json({"type": "subscribe", "channel": "evaluations", "last_event_id": seen["id"]})
+        assert ws.receive_json() == {"type": "subscribed", "channel": "evaluations", "last_event_id": seen["id"]}
+        replayed = [ws.receive_json() for _ in missed]
+        assert [f["data"]["id"] for f in replayed] == missed
+        assert [f["id"] for f in replayed] == [seen["id"] + 1, seen["id"] + 2, seen["id"] + 3]
+        live = _evaluate(dashboard, auth, 5)
+        frame = ws.receive_json()
+        assert (frame["id"], frame["data"]["id"]) == (seen["id"] + 4, live)
+
+
+def test_an_id_out_of_the_window_gets_reset(
+    runtime: Runtime, dashboard: TestClient, auth: dict[str, dict[str, str]]
+) -> None:
+    first = _evaluate(dashboard, auth, 0)
+    assert first
+    with dashboard.websocket_connect(f"/ws?token={_token(auth['viewer'])}") as ws:
+        assert ws.receive_json()["type"] == "authenticated"
+        ws.send_json({"type": "subscribe", "channel": "evaluations", "last_event_id": 3})
+        assert ws.receive_json() == {"type": "reset", "channel": "evaluations"}
+        subscribed = ws.receive_json()
+        assert subscribed["type"] == "subscribed" and subscribed["last_event_id"] > 3
+        _evaluate(dashboard, auth, 1)
+        assert ws.receive_json()["id"] == subscribed["last_event_id"] + 1

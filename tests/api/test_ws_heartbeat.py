@@ -17,7 +17,8 @@ def test_server_pings_and_closes_a_silent_client(
     runtime: Runtime, dashboard: TestClient, auth: dict[str, dict[str, str]]
 ) -> None:
     with dashboard.websocket_connect(f"/ws?token={auth['viewer']['Authorization'].removeprefix('Bearer ')}") as ws:
-        assert ws.receive_json()["type"] == "authenticated"
+        hello = ws.receive_json()
+        assert hello["heartbeat"] == {"interval": 0.2, "timeout": 0.3}
         assert ws.receive_json() == {"type": "ping"}
         ws.send_json({"type": "pong"})
         assert ws.receive_json() == {"type": "ping"}

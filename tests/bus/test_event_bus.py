@@ -103,6 +103,13 @@ def test_an_id_never_handed_out_is_incomplete(make_bus: BusFactory) -> None:
     assert not asyncio.run(bus.history("evaluations", 17)).complete  # nothing published there yet
 
 
+def test_a_new_channels_first_event_follows_the_id_a_watcher_was_told(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    told = asyncio.run(bus.history("agent:new", None)).last_id
+    assert told > 0
+    assert bus.publish(Event("evaluation.created", {"agent_id": "new"})).ids["agent:new"] == told + 1
+
+
 def test_ids_after_losing_the_window_are_above_every_earlier_id(
     make_bus: BusFactory, request: pytest.FixtureRequest
 ) -> None:

@@ -46,7 +46,16 @@ def create_dashboard_app(runtime: Runtime) -> FastAPI:
 
     app = _base_app(runtime, DASHBOARD_API, "Evaluations, agents, runs and the live dashboard.", lifespan=lifespan)
     app.state.hub = hub
-    for router in (evaluations.router, agents.router, environments.router, runs.router, ws.router, ui.router):
+    # The dashboard's own page starts training too, from its origin.
+    for router in (
+        evaluations.router,
+        agents.router,
+        environments.router,
+        runs.router,
+        train.router,
+        ws.router,
+        ui.router,
+    ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app

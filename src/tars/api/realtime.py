@@ -1,6 +1,9 @@
-"""Fans events from the bus out to this process's WebSocket connections.
+"""Fans events from the bus out to this process's WebSocket connections, with nothing lost.
 
-One subscription to the bus per process, however many browsers are connected.
+One subscription to the bus per process, however many browsers are connected. Each connection
+remembers the last event id it sent on each channel: a live event right after it is sent, one at
+or below it is a duplicate and dropped, and one further ahead means events went missing on the
+way (a Redis reconnect, a full inbox) — those are fetched from the channel's history first.
 """
 
 from __future__ import annotations
@@ -8,29 +11,118 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from tars.bus.base import EventBus
 from tars.domain.events import Event
+from tars.metrics import WS_CONNECTIONS, WS_EVENTS_REPLAYED, WS_EVENTS_SENT, WS_RESETS, WS_RESUMED
 
 log = logging.getLogger(__name__)
 
+# Frames a connection may fall behind by before it is closed as too slow (it resumes on reconnect).
 CONNECTION_BACKLOG = 1000
 
 
-def channels_of(event: Event) -> list[str]:
-    channels = [event.channel]
-    if agent_id := event.data.get("agent_id"):
-        channels.append(f"agent:{agent_id}")
-    if run_id := event.data.get("run_id"):
-        channels.append(f"run:{run_id}")
-    return channels
+@dataclass(frozen=True)
+class Subscribe:
+    channel: str
+    last_event_id: int | None
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    channel: str
+
+
+@dataclass(frozen=True)
+class Live:
+    channel: str
+    event: Event
+
+
+Command = Subscribe | Unsubscribe | Live
+Frame = dict[str, Any]
+
+
+def event_frame(channel: str, event: Event) -> Frame:
+    return {"type": "event", "channel": channel, "id": event.ids[channel], "event": event.type, "data": event.data}
 
 
 class Connection:
-    def __init__(self) -> None:
-        self.channels: set[str] = set()
-        self.outbox: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(maxsize=CONNECTION_BACKLOG)
+    """One WebSocket's subscriptions; its writer turns commands and live events into frames."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self.channels: set[str] = set()  # what live events to queue for it
+        self._sent: dict[str, int] = {}  # channel -> last event id sent
+        self.outbox: asyncio.Queue[Command] = asyncio.Queue(maxsize=CONNECTION_BACKLOG)
         self.overflowed = False
+
+    def request(self, command: Subscribe | Unsubscribe) -> None:
+        # Live events for the channel are queued from now on, behind this command: the writer
+        # replays history first, and drops the live copies of what it replayed.
+        if isinstance(command, Subscribe):
+            self.channels.add(command.channel)
+        else:
+            self.channels.discard(command.channel)
+        self.offer(command)
+
+    def offer(self, command: Command) -> None:
+        try:
+            self.outbox.put_nowait(command)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    async def frames(self, command: Command) -> list[Frame]:
+        """The frames to send for ``command``, in order."""
+        if isinstance(command, Unsubscribe):
+            self._sent.pop(command.channel, None)
+            return [{"type": "unsubscribed", "channel": command.channel}]
+        if isinstance(command, Subscribe):
+            return await self._subscribe(command)
+        return await self._live(command.channel, command.event)
+
+    async def _subscribe(self, command: Subscribe) -> list[Frame]:
+        channel, after = command.channel, command.last_event_id
+        history = await self._bus.history(channel, after)
+        if after is None:
+            self._sent[channel] = history.last_id
+            return [{"type": "subscribed", "channel": channel, "last_event_id": history.last_id}]
+        if not history.complete:
+            WS_RESETS.inc()
+            self._sent[channel] = history.last_id
+            return [
+                {"type": "reset", "channel": channel},
+                {"type": "subscribed", "channel": channel, "last_event_id": history.last_id},
+            ]
+        WS_RESUMED.inc()
+        frames: list[Frame] = [{"type": "subscribed", "channel": channel, "last_event_id": after}]
+        frames += [event_frame(channel, event) for event in history.events]
+        WS_EVENTS_REPLAYED.inc(len(history.events))
+        self._sent[channel] = history.events[-1].ids[channel] if history.events else after
+        return frames
+
+    async def _live(self, channel: str, event: Event) -> list[Frame]:
+        last = self._sent.get(channel)
+        number = event.ids.get(channel)
+        if last is None or number is None or number <= last:
+            return []  # not (or no longer) subscribed, or already sent from history
+        if number == last + 1:
+            self._sent[channel] = number
+            return [event_frame(channel, event)]
+        history = await self._bus.history(channel, last)
+        if not history.complete:
+            WS_RESETS.inc()
+            self._sent[channel] = max(history.last_id, number)
+            return [
+                {"type": "reset", "channel": channel},
+                {"type": "subscribed", "channel": channel, "last_event_id": self._sent[channel]},
+            ]
+        missed = [e for e in history.events if e.ids[channel] <= number] or [event]
+        WS_EVENTS_REPLAYED.inc(len(missed) - 1)
+        self._sent[channel] = max(number, missed[-1].ids[channel])
+        return [event_frame(channel, e) for e in missed]
 
 
 class Hub:
@@ -51,12 +143,15 @@ class Hub:
                 await self._task
 
     def connect(self) -> Connection:
-        connection = Connection()
+        connection = Connection(self._bus)
         self._connections.add(connection)
+        WS_CONNECTIONS.inc()
         return connection
 
     def disconnect(self, connection: Connection) -> None:
-        self._connections.discard(connection)
+        if connection in self._connections:
+            self._connections.discard(connection)
+            WS_CONNECTIONS.dec()
 
     async def _relay(self, ready: asyncio.Event) -> None:
         async with self._bus.subscribe() as events:
@@ -65,13 +160,11 @@ class Hub:
                 self.deliver(event)
 
     def deliver(self, event: Event) -> None:
-        targets = channels_of(event)
         for connection in list(self._connections):
-            for channel in targets:
-                if channel not in connection.channels:
-                    continue
-                try:
-                    connection.outbox.put_nowait((channel, event))
-                except asyncio.QueueFull:
-                    # A client this far behind is closed; it reconnects and reloads.
-                    connection.overflowed = True
+            for channel in event.ids:
+                if channel in connection.channels:
+                    connection.offer(Live(channel, event))
+
+
+def count_sent(frames: list[Frame]) -> None:
+    WS_EVENTS_SENT.inc(sum(1 for frame in frames if frame["type"] == "event"))

@@ -117,8 +117,8 @@ class InProcessEventBus:
         with self._lock:
             log_ = self._logs.get(channel)
             if log_ is None:
-                # Nothing published on it since this process started: any earlier id is lost.
-                return History([], 0, after is None or after == 0)
+                # Opened now, so the channel's first event will follow its latest id directly.
+                log_ = self._logs[channel] = _ChannelLog(self._window)
             if after is None:
                 return History([], log_.last_id, True)
             events = [e for e in log_.events if e.ids[channel] > after]

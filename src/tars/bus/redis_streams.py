@@ -220,7 +220,9 @@ class RedisEventBus:
 
     def _history(self, channel: str, after: int | None) -> History:
         latest: Any = self._redis.get(keys.event_sequence(channel))
-        last_id = int(latest) if latest is not None else 0
+        if latest is None:
+            latest = self._open(channel)
+        last_id = int(latest)
         if after is None:
             return History([], last_id, True)
         if after >= last_id:
@@ -235,6 +237,14 @@ class RedisEventBus:
         first = events[0].ids[channel] if events else None
         last_id = max(last_id, events[-1].ids[channel]) if events else last_id
         return History(events, last_id, first == after + 1)
+
+    def _open(self, channel: str) -> int:
+        """Start a channel's ids (at Redis's time in milliseconds), so its first event follows
+        directly the latest id a watcher is told; another process may have started it first."""
+        seconds, microseconds = self._redis.time()
+        ttl = None if channel in PLAIN_CHANNELS else _SCOPED_CHANNEL_TTL_SECONDS
+        self._redis.set(keys.event_sequence(channel), seconds * 1000 + microseconds // 1000, nx=True, ex=ttl)
+        return int(self._redis.get(keys.event_sequence(channel)) or 0)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[Event]]:

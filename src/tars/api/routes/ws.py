@@ -1,4 +1,4 @@
-"""The dashboard's live feed on /ws. Frames are JSON objects with a "type"."""
+"""The dashboard's live feed on /ws; the protocol is written down in docs/websocket.md."""
 
 from __future__ import annotations
 
@@ -11,28 +11,27 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from tars.api.realtime import Hub
+from tars.api.realtime import Hub, Subscribe, Unsubscribe, count_sent
+from tars.domain.events import is_channel
+from tars.metrics import WS_SLOW_CONSUMERS
 from tars.runtime import Runtime
 from tars.services.auth import AuthenticationFailed, Principal
 
 router = APIRouter()
 
 AUTH_TIMEOUT_SECONDS = 10.0
-CHANNEL_PREFIXES = ("agent:", "run:")
-PLAIN_CHANNELS = ("runs", "evaluations")
 POLICY_VIOLATION = 1008
 
 
-def _valid_channel(channel: object) -> bool:
-    if not isinstance(channel, str) or len(channel) > 128:
-        return False
-    return channel in PLAIN_CHANNELS or any(channel.startswith(p) and len(channel) > len(p) for p in CHANNEL_PREFIXES)
+class BadFrame(ValueError):
+    pass
 
 
 @router.websocket("/ws")
 async def live_feed(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
     hub: Hub = websocket.app.state.hub
+    settings = runtime.settings
     await websocket.accept()
     principal = await _authenticate(websocket, runtime)
     if principal is None:
@@ -43,53 +42,52 @@ async def live_feed(websocket: WebSocket) -> None:
     async def read() -> None:
         nonlocal last_pong
         while True:
-            frame = await _receive_frame(websocket)
-            if frame is None:
-                continue
-            kind = frame.get("type")
-            channel = frame.get("channel")
-            if kind == "pong":
-                last_pong = time.monotonic()
-            elif kind == "ping":
-                await websocket.send_json({"type": "pong"})
-            elif kind in ("subscribe", "unsubscribe"):
-                if not _valid_channel(channel):
-                    await _error(
-                        websocket, f"unknown channel {channel!r}; use runs, evaluations, agent:<id> or run:<id>"
-                    )
-                    continue
-                assert isinstance(channel, str)
-                if kind == "subscribe":
-                    connection.channels.add(channel)
-                    await websocket.send_json({"type": "subscribed", "channel": channel})
+            try:
+                frame = _parse(await websocket.receive_text())
+                kind = frame.get("type")
+                if kind == "pong":
+                    last_pong = time.monotonic()
+                elif kind == "ping":
+                    await websocket.send_json({"type": "pong"})
+                elif kind in ("subscribe", "unsubscribe"):
+                    connection.request(_subscription(frame))
+                elif kind == "auth":
+                    await websocket.send_json({"type": "authenticated", "user": principal.username})
                 else:
-                    connection.channels.discard(channel)
-                    await websocket.send_json({"type": "unsubscribed", "channel": channel})
-            elif kind == "auth":
-                await websocket.send_json({"type": "authenticated", "user": principal.username})
-            else:
-                await _error(websocket, f"unknown message type {kind!r}")
+                    raise BadFrame(f"unknown message type {kind!r}; use subscribe, unsubscribe, pong or ping")
+            except BadFrame as exc:
+                await websocket.send_json({"type": "error", "message": str(exc)})
 
     async def write() -> None:
         while True:
-            channel, event = await connection.outbox.get()
+            command = await connection.outbox.get()
             if connection.overflowed:
+                WS_SLOW_CONSUMERS.inc()
                 await websocket.close(code=POLICY_VIOLATION, reason="too slow; reconnect")
                 return
-            await websocket.send_json({"type": "event", "channel": channel, "event": event.type, "data": event.data})
+            frames = await connection.frames(command)
+            for frame in frames:
+                await websocket.send_text(json.dumps(frame, default=str))
+            count_sent(frames)
 
     async def heartbeat() -> None:
-        interval = runtime.settings.ws_ping_seconds
-        timeout = runtime.settings.ws_pong_timeout_seconds
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(settings.ws_ping_seconds)
             sent = time.monotonic()
             await websocket.send_json({"type": "ping"})
-            await asyncio.sleep(timeout)
+            await asyncio.sleep(settings.ws_pong_timeout_seconds)
             if last_pong < sent:
                 await websocket.close(code=POLICY_VIOLATION, reason="no pong")
                 return
 
+    await websocket.send_json(
+        {
+            "type": "authenticated",
+            "user": principal.username,
+            "role": principal.role.value,
+            "heartbeat": {"interval": settings.ws_ping_seconds, "timeout": settings.ws_pong_timeout_seconds},
+        }
+    )
     tasks = [asyncio.create_task(coro) for coro in (read(), write(), heartbeat())]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -106,40 +104,46 @@ async def live_feed(websocket: WebSocket) -> None:
                 await websocket.close()
 
 
+def _parse(raw: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        raise BadFrame("frames must be JSON objects") from None
+    if not isinstance(frame, dict):
+        raise BadFrame("frames must be JSON objects")
+    return frame
+
+
+def _subscription(frame: dict[str, Any]) -> Subscribe | Unsubscribe:
+    channel = frame.get("channel")
+    if not is_channel(channel):
+        raise BadFrame(f"unknown channel {channel!r}; use runs, evaluations, agent:<id> or run:<id>")
+    assert isinstance(channel, str)
+    if frame["type"] == "unsubscribe":
+        return Unsubscribe(channel)
+    last_event_id = frame.get("last_event_id")
+    if last_event_id is not None and (
+        not isinstance(last_event_id, int) or isinstance(last_event_id, bool) or last_event_id < 0
+    ):
+        raise BadFrame(f"last_event_id must be a non-negative integer, not {last_event_id!r}")
+    return Subscribe(channel, last_event_id)
+
+
 async def _authenticate(websocket: WebSocket, runtime: Runtime) -> Principal | None:
     token = websocket.query_params.get("token")
     if token is None:
         try:
             async with asyncio.timeout(AUTH_TIMEOUT_SECONDS):
-                frame = await _receive_frame(websocket)
-        except (TimeoutError, WebSocketDisconnect):
+                frame: dict[str, Any] | None = _parse(await websocket.receive_text())
+        except (TimeoutError, WebSocketDisconnect, BadFrame):
             frame = None
         token = frame.get("token") if frame and frame.get("type") == "auth" else None
     try:
         if not isinstance(token, str):
             raise AuthenticationFailed('authenticate first: send {"type":"auth","token":...}')
-        principal = runtime.tokens.verify(token)
+        return runtime.tokens.verify(token)
     except AuthenticationFailed as exc:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await _error(websocket, str(exc))
+            await websocket.send_json({"type": "error", "message": str(exc)})
             await websocket.close(code=POLICY_VIOLATION, reason="unauthenticated")
         return None
-    await websocket.send_json({"type": "authenticated", "user": principal.username})
-    return principal
-
-
-async def _receive_frame(websocket: WebSocket) -> dict[str, Any] | None:
-    raw = await websocket.receive_text()
-    try:
-        frame = json.loads(raw)
-    except ValueError:
-        await _error(websocket, "frames must be JSON objects")
-        return None
-    if not isinstance(frame, dict):
-        await _error(websocket, "frames must be JSON objects")
-        return None
-    return frame
-
-
-async def _error(websocket: WebSocket, message: str) -> None:
-    await websocket.send_json({"type": "error", "message": message})
