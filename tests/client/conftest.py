@@ -1,0 +1,107 @@
+"""A real dashboard-api on a real port, which tests stop and start, and a proxy that can go silent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from tars.api.applications import create_dashboard_app
+from tars.cli.servers import make_server
+from tars.runtime import Runtime
+from tests.conftest import free_port
+
+
+class LiveServer:
+    """dashboard-api in a thread of this process, on a fixed port across restarts."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.port = free_port()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> None:
+        server = make_server(create_dashboard_app(self.runtime), "127.0.0.1", self.port, "warning")
+        self._server = server
+        self._thread = threading.Thread(target=server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "dashboard-api did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+@pytest.fixture
+def live_server(runtime: Runtime) -> Iterator[LiveServer]:
+    server = LiveServer(runtime)
+    server.start()
+    yield server
+    with contextlib.suppress(AssertionError):
+        server.stop()
+
+
+class FreezableProxy:
+    """A TCP proxy; ``freeze()`` stops it passing bytes on the connections it has, without closing
+    them — a network path gone silent, which only a heartbeat can notice."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._connections: list[threading.Event] = []  # each connection's "frozen" flag
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def freeze(self) -> None:
+        for frozen in list(self._connections):
+            frozen.set()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        self._ready.set()
+        try:
+            self._loop.run_forever()
+        finally:
+            server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        frozen = threading.Event()  # connections made after a freeze go through
+        self._connections.append(frozen)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await source.read(65536):
+                    if frozen.is_set():
+                        continue  # swallowed: the other side hears nothing
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
