@@ -72,6 +72,7 @@ export class ReconnectingWebSocketClient {
     this.resetting = new Set();
 
     this.state = CONNECTING;
+    this.shown = null; // the state and attempt onStateChange last reported
     this.attempt = 0;
     this.heartbeat = { ...DEFAULT_HEARTBEAT };
     this.socket = null;
@@ -323,9 +324,12 @@ export class ReconnectingWebSocketClient {
     this.setState(CONNECTED);
   }
 
+  // Tells the page only what it has not been told: a state, or a new attempt number.
   setState(state) {
-    const changed = state !== this.state || state === RECONNECTING;
     this.state = state;
-    if (changed) this.onStateChange(state, this.attempt);
+    const shown = `${state} ${this.attempt}`;
+    if (shown === this.shown) return;
+    this.shown = shown;
+    this.onStateChange(state, this.attempt);
   }
 }
