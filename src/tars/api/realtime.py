@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,26 @@ Frame = dict[str, Any]
 
 def event_frame(channel: str, event: Event) -> Frame:
     return {"type": "event", "channel": channel, "id": event.ids[channel], "event": event.type, "data": event.data}
+
+
+class FrameCache:
+    """Encodes each (channel, event id) once, however many connections send it: a broadcast to
+    a thousand dashboards would otherwise serialise the same JSON a thousand times."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._texts: OrderedDict[tuple[str, int], str] = OrderedDict()
+
+    def text(self, frame: Frame) -> str:
+        if frame["type"] != "event":
+            return json.dumps(frame, default=str)
+        key = (frame["channel"], frame["id"])
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = json.dumps(frame, default=str)
+            if len(self._texts) > self._size:
+                self._texts.popitem(last=False)
+        return text
 
 
 class Connection:
@@ -130,6 +152,7 @@ class Hub:
         self._bus = bus
         self._connections: set[Connection] = set()
         self._task: asyncio.Task[None] | None = None
+        self.frames = FrameCache()
 
     async def start(self) -> None:
         ready = asyncio.Event()

@@ -67,7 +67,7 @@ async def live_feed(websocket: WebSocket) -> None:
                 return
             frames = await connection.frames(command)
             for frame in frames:
-                await websocket.send_text(json.dumps(frame, default=str))
+                await websocket.send_text(hub.frames.text(frame))
             count_sent(frames)
 
     async def heartbeat() -> None:
