@@ -221,3 +221,22 @@ def test_two_replicas_on_redis_both_deliver_every_event(runtime: Runtime, settin
         first.stop()
         second.stop()
         twin.close()
+
+
+def test_an_announced_restart_is_ridden_out_promptly_without_spending_attempts(
+    runtime: Runtime, live_server: LiveServer
+) -> None:
+    # Two attempts only, the first ones up to 0.25 s: a plain backoff would give up during the restart.
+    watcher = Watcher(live_server.url, token_of(runtime), ["runs"], backoff=Backoff(max_attempts=2))
+    try:
+        watcher.wait_connected()
+        live_server.stop()  # a clean shutdown closes with 1012, "service restart"
+        time.sleep(1.5)
+        assert watcher.client.state is State.RECONNECTING
+        live_server.start()
+        ready = time.monotonic()
+        watcher.wait_connected()
+        assert time.monotonic() - ready < 0.5
+        assert State.DISCONNECTED not in [state for state, _ in watcher.states]
+    finally:
+        watcher.close()

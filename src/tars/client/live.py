@@ -24,6 +24,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
+# Close codes of a server going away on purpose (uvicorn shutting down sends 1012): it will be
+# back shortly, and a client that backed off exponentially meanwhile would come back late.
+GOING_AWAY, SERVICE_RESTART = 1001, 1012
 
 
 class State(StrEnum):
@@ -48,10 +51,15 @@ class Backoff:
     first: float = 0.25
     cap: float = 30.0
     max_attempts: int = 10
+    # After a server announced its restart: retry within ``first`` for this long, attempts not counted.
+    restart_window: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, attempt: int) -> float:
         return self.rng.uniform(0, min(self.cap, self.first * 2 ** (attempt - 1)))
+
+    def restart_delay(self) -> float:
+        return self.rng.uniform(0, self.first)
 
 
 class Unauthenticated(Exception):
@@ -93,6 +101,7 @@ class ReconnectingWebSocketClient:
         self._stopping = asyncio.Event()
         self._retry = asyncio.Event()
         self._socket: ClientConnection | None = None
+        self._restart_deadline: float | None = None
 
     # control
 
@@ -111,6 +120,12 @@ class ReconnectingWebSocketClient:
                 log.info("live feed connection lost (%s)", self.error)
             if self._stopping.is_set():
                 break
+            if self._in_announced_restart():
+                self.attempt = 1
+                await self._set_state(State.RECONNECTING)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._backoff.restart_delay())
+                continue
             self.attempt += 1
             if self.attempt > self._backoff.max_attempts:
                 await self._set_state(State.DISCONNECTED)
@@ -120,6 +135,10 @@ class ReconnectingWebSocketClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._backoff.delay(self.attempt))
         await self._set_state(State.DISCONNECTED)
+
+    def _in_announced_restart(self) -> bool:
+        loop = asyncio.get_running_loop()
+        return self._restart_deadline is not None and loop.time() < self._restart_deadline
 
     def retry(self) -> None:
         """Start over after giving up (the "Retry" of a disconnected dashboard)."""
@@ -153,8 +172,11 @@ class ReconnectingWebSocketClient:
         try:
             await self._session(socket)
         except ConnectionClosed as exc:
-            if exc.rcvd is not None and exc.rcvd.code == POLICY_VIOLATION and exc.rcvd.reason == "unauthenticated":
+            code = exc.rcvd.code if exc.rcvd is not None else None
+            if code == POLICY_VIOLATION and exc.rcvd is not None and exc.rcvd.reason == "unauthenticated":
                 raise Unauthenticated(exc.rcvd.reason) from exc
+            if code in (GOING_AWAY, SERVICE_RESTART) and self.state is State.CONNECTED:
+                self._restart_deadline = asyncio.get_running_loop().time() + self._backoff.restart_window
             raise
         finally:
             self._socket = None
@@ -211,6 +233,7 @@ class ReconnectingWebSocketClient:
 
     async def _connected(self) -> None:
         self.attempt = 0
+        self._restart_deadline = None
         self.error = None
         await self._set_state(State.CONNECTED)
 

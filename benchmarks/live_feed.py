@@ -1,0 +1,304 @@
+"""The live feed under restarts and under load: reconnection time, events lost, broadcast latency.
+
+A real `tars serve dashboard-api` process (distributed mode: Redis, a SQLite file) and, in this
+process, T.A.R.S.'s own Python ReconnectingWebSocketClient and plain WebSocket clients.
+
+    reconnect: evaluations are stored and published every 20 ms while dashboard-api is restarted
+        N times (SIGTERM, or SIGKILL with --kill); prints the time from the new process accepting
+        connections to the client having re-subscribed (p50/p95), the whole outage, and how many
+        events were lost or duplicated across all restarts.
+    fanout: N clients subscribed to `evaluations`; events are published at a steady rate, each
+        carrying its publish time; prints the broadcast latency (publish to receipt) p50/p95/p99.
+
+    .venv/bin/python benchmarks/live_feed.py reconnect [--restarts 20] [--kill]
+    .venv/bin/python benchmarks/live_feed.py fanout [--clients 1000] [--events 100] [--rate 10]
+    (both take --redis-url, default redis://127.0.0.1:6379/15, which is emptied first)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import websockets
+from _harness import emit
+
+from tars.client.live import LiveEvent, ReconnectingWebSocketClient, State
+from tars.domain.events import Event
+from tars.domain.users import Role
+from tars.runtime import Runtime, build_runtime
+from tars.services.auth import create_user
+from tars.services.evaluations import EvaluationSubmission, submit_evaluation
+from tars.settings import Settings
+from tars.storage.database import transaction
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(percentile(values, 50), 2),
+        "p95": round(percentile(values, 95), 2),
+        "p99": round(percentile(values, 99), 2),
+        "max": round(max(values), 2),
+    }
+
+
+class Dashboard:
+    """`tars serve dashboard-api` as a process that can be restarted."""
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+        self.env = env
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> float:
+        """Start it; returns the moment it answered its health check."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tars", "serve", "dashboard-api", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=0.5).status_code == 200:
+                    return time.monotonic()
+            except httpx.HTTPError:
+                pass
+            assert self.process.poll() is None, self.log_path.read_text()[-2000:]
+            time.sleep(0.005)
+        raise RuntimeError("dashboard-api did not start")
+
+    def stop(self, kill: bool) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        self.process.wait(30)
+
+
+@contextmanager
+def deployment(redis_url: str) -> Iterator[tuple[Runtime, Dashboard, str]]:
+    redis.Redis.from_url(redis_url).flushdb()
+    with tempfile.TemporaryDirectory(prefix="tars-bench-live-") as folder:
+        data_dir = Path(folder)
+        secret = "bench-" + os.urandom(24).hex()
+        settings = Settings(data_dir=data_dir, jwt_secret=secret, redis_url=redis_url, log_level="WARNING")
+        runtime = build_runtime(settings, migrate_schema=True)
+        with transaction(runtime.sessions) as session:
+            user = create_user(session, "bench-viewer", "bench-password-long-enough", Role.VIEWER)
+            token = runtime.tokens.issue(user).access_token
+        with socket_port() as port:
+            env = os.environ | {
+                "TARS_DATA_DIR": str(data_dir),
+                "TARS_JWT_SECRET": secret,
+                "TARS_REDIS_URL": redis_url,
+                "TARS_LOG_LEVEL": "WARNING",
+            }
+            dashboard = Dashboard(env, port, data_dir / "dashboard-api.log")
+        dashboard.start()
+        try:
+            yield runtime, dashboard, token
+        finally:
+            dashboard.stop(kill=False)
+            runtime.close()
+
+
+@contextmanager
+def socket_port() -> Iterator[int]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    yield port
+
+
+class ClientThread:
+    def __init__(self, url: str, token: str) -> None:
+        self.received: list[int] = []
+        self.resets = 0
+        self.client = ReconnectingWebSocketClient(
+            url, token, ["evaluations"], on_event=self._event, on_reset=self._reset
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self.client.run(),), daemon=True)
+        self._thread.start()
+
+    def _event(self, event: LiveEvent) -> None:
+        self.received.append(int(event.data["id"]))
+
+    def _reset(self, _channel: str) -> None:
+        self.resets += 1
+
+    def wait_connected(self, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while self.client.state is not State.CONNECTED:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"client not connected: {self.client.state} {self.client.error}")
+            time.sleep(0.001)
+        return time.monotonic()
+
+    def wait_disconnected(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.client.state is State.CONNECTED and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.client.stop(), self._loop).result(5)
+        self._thread.join(5)
+
+
+def reconnect(args: argparse.Namespace) -> dict[str, Any]:
+    reconnections: list[float] = []
+    outages: list[float] = []
+    published: list[int] = []
+    with deployment(args.redis_url) as (runtime, dashboard, token):
+        client = ClientThread(dashboard.ws_url, token)
+        stop_publishing = threading.Event()
+
+        def publish() -> None:
+            while not stop_publishing.wait(0.02):
+                submission = EvaluationSubmission("ppo", "CartPole-v1", float(len(published)), "us-west-2")
+                published.append(submit_evaluation(runtime.sessions, runtime.bus, submission).id)
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        client.wait_connected()
+        publisher.start()
+        for _ in range(args.restarts):
+            time.sleep(0.5)
+            stopped_at = time.monotonic()
+            dashboard.stop(kill=args.kill)
+            client.wait_disconnected()
+            ready_at = dashboard.start()
+            connected_at = client.wait_connected()
+            reconnections.append(max(0.0, connected_at - ready_at) * 1000)
+            outages.append((connected_at - stopped_at) * 1000)
+        time.sleep(0.5)
+        stop_publishing.set()
+        publisher.join()
+        deadline = time.monotonic() + 15
+        while len(set(client.received)) < len(published) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        client.close()
+    received = client.received
+    return {
+        "benchmark": "live_feed_reconnect",
+        "client": "python ReconnectingWebSocketClient",
+        "restarts": args.restarts,
+        "signal": "SIGKILL" if args.kill else "SIGTERM",
+        "reconnect_ms_after_server_ready": summary(reconnections),
+        "outage_ms_stop_to_resubscribed": summary(outages),
+        "events_published": len(published),
+        "events_lost": len(set(published) - set(received)),
+        "events_duplicated": len(received) - len(set(received)),
+        "out_of_order": sum(1 for a, b in itertools.pairwise(received) if b < a),
+        "resets": client.resets,
+        "targets": {"reconnect_p95_ms": "< 1000", "events_lost": 0},
+    }
+
+
+async def _fanout(args: argparse.Namespace, runtime: Runtime, url: str, token: str) -> dict[str, Any]:
+    latencies: list[float] = []
+    received = [0] * args.clients
+    ready = 0
+
+    async def watch(index: int, started: asyncio.Event) -> None:
+        nonlocal ready
+        async with websockets.connect(f"{url}?token={token}", ping_interval=None, max_queue=None) as socket:
+            await socket.recv()  # authenticated
+            await socket.send(json.dumps({"type": "subscribe", "channel": "evaluations"}))
+            while json.loads(await socket.recv())["type"] != "subscribed":
+                pass
+            ready += 1
+            if ready == args.clients:
+                started.set()
+            async for raw in socket:
+                frame = json.loads(raw)
+                if frame["type"] == "ping":
+                    await socket.send('{"type":"pong"}')
+                elif frame["type"] == "event":
+                    latencies.append((time.time() - frame["data"]["sent_at"]) * 1000)
+                    received[index] += 1
+                    if frame["data"]["last"]:
+                        return
+
+    started = asyncio.Event()
+    connect_begun = time.monotonic()
+    tasks = []
+    for index in range(args.clients):
+        tasks.append(asyncio.create_task(watch(index, started)))
+        if index % 50 == 49:
+            await asyncio.sleep(0.05)  # a crowd arriving, not a single burst of handshakes
+    await asyncio.wait_for(started.wait(), 120)
+    connect_seconds = time.monotonic() - connect_begun
+
+    def publish() -> None:
+        for number in range(args.events):
+            event = Event(
+                "evaluation.created", {"id": number, "sent_at": time.time(), "last": number == args.events - 1}
+            )
+            runtime.bus.publish(event)
+            time.sleep(1 / args.rate)
+
+    await asyncio.to_thread(publish)
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return {
+        "benchmark": "live_feed_fanout",
+        "clients": args.clients,
+        "events": args.events,
+        "rate_per_second": args.rate,
+        "seconds_to_connect_and_subscribe_all": round(connect_seconds, 2),
+        "frames_expected": args.clients * args.events,
+        "frames_received": sum(received),
+        "broadcast_latency_ms": summary(latencies),
+        "targets": {"broadcast_latency_p95_ms": "< 100"},
+    }
+
+
+def fanout(args: argparse.Namespace) -> dict[str, Any]:
+    with deployment(args.redis_url) as (runtime, dashboard, token):
+        return asyncio.run(_fanout(args, runtime, dashboard.ws_url, token))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    commands = parser.add_subparsers(dest="command", required=True)
+    restart = commands.add_parser("reconnect")
+    restart.add_argument("--restarts", type=int, default=20)
+    restart.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
+    load = commands.add_parser("fanout")
+    load.add_argument("--clients", type=int, default=1000)
+    load.add_argument("--events", type=int, default=100)
+    load.add_argument("--rate", type=float, default=10.0)
+    args = parser.parse_args()
+    emit(reconnect(args) if args.command == "reconnect" else fanout(args))
+
+
+if __name__ == "__main__":
+    main()
