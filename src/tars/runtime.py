@@ -83,7 +83,7 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
     registry: WorkerRegistry
     if settings.redis_url is None:
         queue = InProcessJobQueue()
-        bus = InProcessEventBus(backlog=settings.clear_frequency)
+        bus = InProcessEventBus(window=settings.clear_frequency)
         registry = InProcessWorkerRegistry()
         # The in-process queue starts empty: runs the last process did not finish go back in it.
         requeue_unfinished(sessions, queue)
@@ -94,7 +94,7 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
             algorithms=settings.served_algorithms,
         )
         queue.on_groups_created = _recover_lost_jobs(sessions, queue)
-        bus = RedisEventBus(settings.redis_url)
+        bus = RedisEventBus(settings.redis_url, window=settings.clear_frequency)
         registry = RedisWorkerRegistry(settings.redis_url)
     tokens = TokenService(settings.jwt_signing_secret(), settings.jwt_expires_seconds)
     return Runtime(
