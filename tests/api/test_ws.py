@@ -111,3 +111,43 @@ def test_an_id_out_of_the_window_gets_reset(
         assert subscribed["type"] == "subscribed" and subscribed["last_event_id"] > 3
         _evaluate(dashboard, auth, 1)
         assert ws.receive_json()["id"] == subscribed["last_event_id"] + 1
+
+
+def _metric(dashboard: TestClient, name: str) -> float:
+    for line in dashboard.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+def test_the_live_feed_is_measured(dashboard: TestClient, auth: dict[str, dict[str, str]]) -> None:
+    names = [
+        "tars_ws_connections",
+        "tars_ws_resumed_subscriptions_total",
+        "tars_ws_events_sent_total",
+        "tars_ws_events_replayed_total",
+        "tars_ws_resets_total",
+        "tars_ws_slow_consumers_dropped_total",
+    ]
+    before = {name: _metric(dashboard, name) for name in names}
+    token = _token(auth["viewer"])
+    with dashboard.websocket_connect(f"/ws?token={token}") as ws:
+        assert ws.receive_json()["type"] == "authenticated"
+        assert _metric(dashboard, "tars_ws_connections") == before["tars_ws_connections"] + 1
+        ws.send_json({"type": "subscribe", "channel": "evaluations"})
+        last = ws.receive_json()["last_event_id"]
+    _evaluate(dashboard, auth, 1)
+    with dashboard.websocket_connect(f"/ws?token={token}") as ws:
+        assert ws.receive_json()["type"] == "authenticated"
+        ws.send_json({"type": "subscribe", "channel": "evaluations", "last_event_id": last})
+        assert ws.receive_json()["type"] == "subscribed"
+        assert ws.receive_json()["type"] == "event"
+        ws.send_json({"type": "subscribe", "channel": "runs", "last_event_id": 1})
+        assert ws.receive_json()["type"] == "reset"
+        assert ws.receive_json()["type"] == "subscribed"
+    after = {name: _metric(dashboard, name) for name in names}
+    assert after["tars_ws_connections"] == before["tars_ws_connections"]
+    assert after["tars_ws_resumed_subscriptions_total"] == before["tars_ws_resumed_subscriptions_total"] + 1
+    assert after["tars_ws_events_replayed_total"] == before["tars_ws_events_replayed_total"] + 1
+    assert after["tars_ws_events_sent_total"] == before["tars_ws_events_sent_total"] + 1
+    assert after["tars_ws_resets_total"] == before["tars_ws_resets_total"] + 1
