@@ -151,7 +151,8 @@ class LiveFeed:
         assert self._receive()["type"] == "authenticated"
         for channel in ("runs", "evaluations"):
             self._ws.send(json.dumps({"type": "subscribe", "channel": channel}))
-            assert self._receive() == {"type": "subscribed", "channel": channel}
+            subscribed = self._receive()
+            assert (subscribed["type"], subscribed["channel"]) == ("subscribed", channel)
         self._frames: list[dict[str, Any]] = []
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._read, name="live-feed", daemon=True)
