@@ -21,6 +21,8 @@ from tars.domain.runs import TrainingJob
 
 log = logging.getLogger(__name__)
 
+MAX_RECEIVE_SECONDS = 30.0
+
 
 class RedisJobQueue:
     """Jobs on one Redis Stream per agent family, read through a consumer group.
@@ -29,7 +31,11 @@ class RedisJobQueue:
     """
 
     def __init__(self, url: str, *, claim_idle_seconds: float, algorithms: Iterable[str] = ALGORITHMS) -> None:
-        self._redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        # Reads block for up to a receive's timeout; the socket must wait longer than that (redis-py
+        # 8 gives up after 5 s by default, which a 5 s receive would race).
+        self._redis = redis.Redis.from_url(
+            url, decode_responses=True, health_check_interval=30, socket_timeout=MAX_RECEIVE_SECONDS + 10
+        )
         self._claim_idle_ms = int(claim_idle_seconds * 1000)
         self._algorithms = list(algorithms)
         self._streams = [keys.jobs_stream(algorithm) for algorithm in self._algorithms]
@@ -64,6 +70,7 @@ class RedisJobQueue:
         self._redis.xadd(keys.jobs_stream(job.algorithm), {"job": json.dumps(job.to_dict())})
 
     def receive(self, consumer: str, timeout: float) -> Delivery | None:
+        timeout = min(timeout, MAX_RECEIVE_SECONDS)
         self._ensure_groups()
         try:
             for stream in self._streams:
