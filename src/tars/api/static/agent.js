@@ -271,6 +271,8 @@ export class AgentPage {
     syncRows($("#agent-runs tbody", root), runs, (run) => run.run_id, (row, run) => {
       row.dataset.runId = run.run_id;
       row.dataset.status = run.status;
+      row.dataset.episodesDone = run.episodes_done ?? 0;
+      row.dataset.timestepsDone = run.timesteps_done ?? 0;
       const status = cell("status", statusBadge(run.status));
       if (run.error) status.append(el("div", { class: "run-error" }, run.error));
       row.replaceChildren(

@@ -288,7 +288,10 @@ export class ReconnectingWebSocketClient {
       // that does not number its events leaves us no position, and we reload on every reconnect.
       if (answered === null) this.lastIds.delete(channel);
       else this.lastIds.set(channel, answered);
-      if (cause === RESET_BY_SERVER) this.stats.resets += 1;
+      if (cause === RESET_BY_SERVER) {
+        this.stats.resets += 1;
+        console.info(`live feed: the server no longer holds every event of ${channel} after ${sent}; reloading it`);
+      }
       this.onReset(channel, cause);
     }
     this.maybeConnected();
