@@ -9,9 +9,11 @@ it shows exactly what the REST API returns: every episode and every evaluation, 
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -178,4 +180,77 @@ def test_page_reconnects_by_itself_after_dashboard_api_restarts_mid_run_and_ends
         for index, page in enumerate(context.pages):
             with contextlib.suppress(Error):
                 page.screenshot(path=str(tmp_path / f"dashboard-{index}.png"), full_page=True)
+        context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_page_gives_up_after_ten_attempts_then_retry_reloads_what_it_missed_and_a_refused_token_logs_out(
+    embedded_stack: Callable[..., Stack], processes: Processes, browser: Browser
+) -> None:
+    stack = embedded_stack()
+    stack.create_user("olivia", "operator")
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    # Fake timers, flowing with real time until paused: the backoff's minutes pass in an instant.
+    page.clock.install()
+    try:
+        page.goto(f"{stack.dashboard_url}/")
+        page.get_by_label("Username").fill("olivia")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        connection = page.locator("#connection")
+        expect(connection).to_have_text("connected")
+        # Held still, so that every attempt shows before the next one starts.
+        page_now = datetime.fromtimestamp(page.evaluate("Date.now()") / 1000, UTC)
+        page.clock.pause_at(page_now + timedelta(seconds=1))
+
+        up = stack.services["tars-up"]
+        up.kill()
+        up.wait(10)
+        for attempt in range(1, 11):
+            expect(connection).to_have_text(f"reconnecting (attempt {attempt})")
+            delay = page.evaluate("window.tarsLive.nextRetryDelayMs")
+            assert 0 <= delay <= min(30_000, 250 * 2 ** (attempt - 1))
+            # Exactly to the attempt: it starts last in the window, so the next one cannot start too.
+            page.clock.run_for(math.ceil(delay))
+        retry = page.locator("#retry")
+        expect(retry).to_be_visible()
+        expect(retry).to_have_text("Disconnected — Retry")
+        assert page.evaluate("window.tarsLive.state") == "disconnected"
+        page.clock.resume()
+
+        # Back up, and an evaluation arrives while the page is not listening. Embedded mode kept
+        # the replay window in memory, so the server resets both channels and the page reloads them.
+        restarted = processes.start("tars-up-restarted", ["up"], stack.env)
+        stack.services["tars-up"] = restarted
+        wait_healthy(stack.dashboard_url, restarted)
+        headers = stack.token("olivia")
+        missed = httpx.post(
+            f"{stack.dashboard_url}/api/v1/evaluations",
+            json={"agent_id": "ppo", "environment": "CartPole-v1", "reward": 42},
+            headers=headers,
+            timeout=10,
+        )
+        assert missed.status_code == 201, missed.text
+        expect(page.locator(f"#evaluations tbody tr[data-evaluation-id='{missed.json()['id']}']")).to_have_count(0)
+        retry.click()
+        expect(connection).to_have_text("connected")
+        expect(retry).to_be_hidden()
+        expect(page.locator(f"#evaluations tbody tr[data-evaluation-id='{missed.json()['id']}']")).to_have_count(1)
+        assert page.evaluate("window.tarsLive.stats.resets") == 2
+
+        # Restarted with another signing key, the server refuses the page's token: back to the login form.
+        restarted.kill()
+        restarted.wait(10)
+        other_key = {**stack.env, "TARS_JWT_SECRET": "another-secret-" + "y" * 40}
+        again = processes.start("tars-up-other-key", ["up"], other_key)
+        stack.services["tars-up"] = again
+        wait_healthy(stack.dashboard_url, again)
+        expect(page.locator("#login-view")).to_be_visible(timeout=RECONNECT_TIMEOUT_MS)
+        expect(page.locator("#login-error")).to_have_text("Your session has ended; log in again.")
+        expect(page.locator("#dashboard-view")).to_be_hidden()
+        assert page.evaluate("sessionStorage.getItem('tars.token')") is None
+    finally:
         context.close()
