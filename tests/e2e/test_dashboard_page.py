@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,10 +43,13 @@ def test_operator_watches_a_run_and_evaluations_arrive_without_reloading(
 
     page.on("console", console)
     failed_responses: list[str] = []
+    static_files: list[str] = []
 
     def responded(response: Response) -> None:
         if not response.ok:
             failed_responses.append(f"{response.status} {response.url}")
+        if "/static/" in response.url:
+            static_files.append(response.url)
 
     page.on("response", responded)
     navigations: list[str] = []
@@ -118,6 +122,9 @@ def test_operator_watches_a_run_and_evaluations_arrive_without_reloading(
         assert len(navigations) == navigations_after_login, f"the page navigated: {navigations}"
         assert failed_responses == []
         assert script_errors == []
+        # Every module and the style sheet by the digest of its content, so no stale copy is ever run.
+        assert len(static_files) >= 10, static_files
+        assert all(re.search(r"/static/[a-z]+\.(js|css)\?v=[0-9a-f]{16}$", url) for url in static_files), static_files
     finally:
         screenshot = os.environ.get("TARS_E2E_SCREENSHOT") or str(tmp_path / "dashboard.png")
         with contextlib.suppress(Error):
