@@ -10,12 +10,15 @@ import { LiveCollection, Reloader, RewardSeries } from "./store.js";
 const AGENT_RUNS = 10; // GET /api/v1/runs?agent_id=..&limit=10
 const AGENT_EVALUATIONS = 100; // GET /api/v1/evaluations?agent_id=..&limit=100: the curve's points
 const SMOOTHING = 10; // episodes in the rolling mean of the training curve
+// What the API accepts as an agent id; anything else in the address names no agent.
+const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export class AgentPage {
   constructor({ section, agentId, report, trainFormFor }) {
     this.section = section;
     this.agentId = agentId;
-    this.channel = `agent:${agentId}`;
+    this.valid = AGENT_ID.test(agentId);
+    this.channel = this.valid ? `agent:${agentId}` : null;
     this.report = report;
     this.agent = null;
     this.missing = false;
@@ -46,6 +49,7 @@ export class AgentPage {
         this.evaluations.applySnapshot(evaluations.items, asked, {
           accept: (evaluation) => !((this.restarted.get(evaluation.run_id) ?? 0) > asked),
         });
+        for (const [runId, seq] of this.restarted) if (seq <= asked) this.restarted.delete(runId);
         // The latest run's rewards are reloaded too: the reset may have hidden some of its episodes.
         this.followLatestRun({ reload: true });
         this.render();
@@ -139,11 +143,15 @@ export class AgentPage {
   }
 
   load() {
-    this.loader.request();
+    if (this.valid) this.loader.request();
+    else {
+      this.missing = true;
+      this.render();
+    }
   }
 
   reload() {
-    this.loader.request();
+    if (this.valid) this.loader.request();
   }
 
   stop() {

@@ -21,12 +21,15 @@ let environments = null;
 // The train forms shown ("overview", "page"), each with how to refresh its list of agents.
 const trainForms = new Map();
 
+let noticeTimer = null;
+
+/** A problem the user should know about (a failed load), shown for a few seconds. */
 function report(message) {
   const notice = $("#notice");
   notice.textContent = message;
   notice.hidden = !message;
-  clearTimeout(report.timer);
-  if (message) report.timer = setTimeout(() => (notice.hidden = true), 8_000);
+  clearTimeout(noticeTimer);
+  if (message) noticeTimer = setTimeout(() => (notice.hidden = true), 8_000);
 }
 
 function showConnection(state, attempt) {
@@ -65,7 +68,7 @@ function startSession() {
   $("#role").textContent = session.role;
 
   overview = new Overview({ section: $("#overview-page"), report });
-  overview.subscribe(() => trainForms.forEach((refresh) => refresh()));
+  overview.onAgents(() => trainForms.forEach((refresh) => refresh()));
   $("#overview-train").replaceChildren();
   const form = trainFormFor(undefined);
   $("#overview-train-card").hidden = !form;
@@ -119,7 +122,7 @@ function route() {
     if (!(page instanceof AgentPage && page.agentId === agentId)) {
       leavePage();
       page = new AgentPage({ section: $("#agent-page"), agentId, report, trainFormFor });
-      live.subscribe(page.channel);
+      if (page.channel) live.subscribe(page.channel);
       page.load();
     }
     $("#agent-page").hidden = false;

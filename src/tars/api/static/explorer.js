@@ -63,7 +63,7 @@ export class Explorer {
     this.newMatches = 0;
     this.request = 0;
     this.build();
-    this.unlisten = overview.subscribe(() => this.fillAgents());
+    this.unlisten = overview.onAgents(() => this.fillAgents());
   }
 
   build() {

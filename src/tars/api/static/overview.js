@@ -29,7 +29,7 @@ export class Overview {
     this.freshEvaluations = new Set();
     this.agents = [];
     this.render = coalesce(() => this.draw());
-    this.listeners = new Set();
+    this.agentListeners = new Set();
 
     this.runsLoader = new Reloader(
       () =>
@@ -40,7 +40,7 @@ export class Overview {
         ]),
       (pages, asked) => {
         this.runs.applySnapshot(pages.flatMap((page) => page.items), asked);
-        this.changed();
+        this.render();
       },
       { onError: (error) => report(`Could not load the runs: ${error.message}`) },
     );
@@ -50,7 +50,9 @@ export class Overview {
         this.evaluations.applySnapshot(page.items, asked, {
           accept: (evaluation) => !((this.restarted.get(evaluation.run_id) ?? 0) > asked),
         });
-        this.changed();
+        // A restart this snapshot already reflects need not be remembered any longer.
+        for (const [runId, seq] of this.restarted) if (seq <= asked) this.restarted.delete(runId);
+        this.render();
       },
       { onError: (error) => report(`Could not load the evaluations: ${error.message}`) },
     );
@@ -58,21 +60,17 @@ export class Overview {
       () => api("/api/v1/agents"),
       (body) => {
         this.agents = body.items;
-        this.changed();
+        this.render();
+        for (const listener of this.agentListeners) listener(this.agents);
       },
       { onError: (error) => report(`Could not load the agents: ${error.message}`) },
     );
   }
 
-  /** Something else (the train form, the explorer) wants to hear about changes. */
-  subscribe(listener) {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-
-  changed() {
-    this.render();
-    for (const listener of this.listeners) listener();
+  /** The train forms and the explorer list the agents: they hear when the list is (re)loaded. */
+  onAgents(listener) {
+    this.agentListeners.add(listener);
+    return () => this.agentListeners.delete(listener);
   }
 
   load() {
@@ -99,7 +97,7 @@ export class Overview {
       this.evaluations.apply(frame.data, seq);
       this.freshEvaluations.add(frame.data.id);
     } else return;
-    this.changed();
+    this.render();
   }
 
   runEvent(type, run, seq) {
@@ -129,7 +127,7 @@ export class Overview {
         (detail, asked) => {
           const { rewards, metrics, evaluation, has_model, ...summary } = detail;
           this.runs.applySnapshot([summary], asked, { partial: true });
-          this.changed();
+          this.render();
         },
         { onError: (error) => this.report(`Could not load run ${shortId(run.run_id)}: ${error.message}`) },
       );
@@ -143,6 +141,8 @@ export class Overview {
   }
 
   draw() {
+    const fresh = new Set(this.freshEvaluations);
+    this.freshEvaluations.clear();
     if (this.section.hidden) return;
     const active = this.inProgress();
     syncRows($("#active-runs tbody", this.section), active, (run) => run.run_id, (row, run) => {
@@ -202,9 +202,8 @@ export class Overview {
       evaluations,
       (evaluation) => evaluation.id,
       (row, evaluation) => evaluationRow(row, evaluation),
-      { isNew: (evaluation) => this.freshEvaluations.has(evaluation.id) },
+      { isNew: (evaluation) => fresh.has(evaluation.id) },
     );
-    this.freshEvaluations.clear();
     $("#evaluations-empty", this.section).hidden = evaluations.length > 0;
   }
 }
