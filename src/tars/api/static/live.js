@@ -19,6 +19,12 @@ export const GAP = "gap"; // an event id skipped some: something was lost in bet
 
 const POLICY_VIOLATION = 1008;
 const NORMAL_CLOSURE = 1000;
+// A server going away on purpose (uvicorn shutting down closes with 1012) is about to be back:
+// for RESTART_WINDOW_MS the client retries within firstRetryMs, without spending its attempts,
+// instead of backing off exponentially and coming back seconds after the server did.
+const GOING_AWAY = 1001;
+const SERVICE_RESTART = 1012;
+const RESTART_WINDOW_MS = 30_000;
 // Until the server says otherwise in `authenticated` (its defaults, TARS_WS_PING_SECONDS and
 // TARS_WS_PONG_TIMEOUT_SECONDS): an older server does not announce its heartbeat.
 const DEFAULT_HEARTBEAT = { interval: 30, timeout: 10 };
@@ -82,6 +88,7 @@ export class ReconnectingWebSocketClient {
     this.retryTimer = null;
     this.watchdog = null;
     this.nextRetryDelayMs = null;
+    this.restartDeadline = null; // until when a server-announced restart is being ridden out
     // What happened, for the page's diagnostics and for tests.
     this.stats = { connections: 0, events: 0, duplicates: 0, gaps: 0, resets: 0 };
   }
@@ -180,11 +187,22 @@ export class ReconnectingWebSocketClient {
         this.onUnauthenticated();
         return;
       }
+      if ((event.code === SERVICE_RESTART || event.code === GOING_AWAY) && this.state === CONNECTED) {
+        this.restartDeadline = Date.now() + RESTART_WINDOW_MS;
+      }
       this.scheduleReconnect();
     };
   }
 
   scheduleReconnect() {
+    if (this.restartDeadline !== null && Date.now() < this.restartDeadline) {
+      this.attempt = 1;
+      this.nextRetryDelayMs = Math.random() * this.firstRetryMs;
+      this.setState(RECONNECTING);
+      this.retryTimer = setTimeout(() => this.open(RECONNECTING), this.nextRetryDelayMs);
+      return;
+    }
+    this.restartDeadline = null;
     if (this.attempt >= this.maxAttempts) {
       this.nextRetryDelayMs = null;
       this.setState(DISCONNECTED);
@@ -324,6 +342,7 @@ export class ReconnectingWebSocketClient {
     if (!this.authenticated || this.pending.size > 0 || this.state === CONNECTED) return;
     this.attempt = 0;
     this.nextRetryDelayMs = null;
+    this.restartDeadline = null;
     this.setState(CONNECTED);
   }
 
