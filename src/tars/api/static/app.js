@@ -136,6 +136,8 @@ function route() {
     document.title = "Evaluations · T.A.R.S.";
     page.show(parseQuery(search));
   } else {
+    // Agents come and go without events: coming back to the overview lists them again.
+    if (page) overview.refreshAgents();
     leavePage();
     $("#overview-page").hidden = false;
     document.title = "T.A.R.S. dashboard";

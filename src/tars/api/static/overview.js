@@ -85,6 +85,10 @@ export class Overview {
     this.agentsLoader.cancel();
   }
 
+  refreshAgents() {
+    this.agentsLoader.request();
+  }
+
   /** The live feed says this channel must come from REST again. */
   reload(channel) {
     if (channel === "runs") this.runsLoader.request();
