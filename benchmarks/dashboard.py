@@ -48,10 +48,10 @@ DATABASE = "tars_bench_dashboard"
 
 SEED = """
 INSERT INTO evaluations (agent_id, environment, region, reward, episode_length, duration_ms, status, created_at)
-SELECT (ARRAY['dqn', 'a2c', 'ppo', 'ddpg'])[1 + i % 4],
-       CASE WHEN i % 4 = 3 THEN 'Pendulum-v1' ELSE 'CartPole-v1' END,
-       (ARRAY['us-west-2', 'us-east-1', 'eu-west-1', 'ap-southeast-1'])[1 + (i / 4) % 4],
-       CASE WHEN i % 4 = 3 THEN -1500 + random() * 1400 ELSE random() * 500 END,
+SELECT (ARRAY['dqn', 'a2c', 'ppo', 'ddpg'])[1 + i %% 4],
+       CASE WHEN i %% 4 = 3 THEN 'Pendulum-v1' ELSE 'CartPole-v1' END,
+       (ARRAY['us-west-2', 'us-east-1', 'eu-west-1', 'ap-southeast-1'])[1 + (i / 4) %% 4],
+       CASE WHEN i %% 4 = 3 THEN -1500 + random() * 1400 ELSE random() * 500 END,
        1 + (random() * 499)::int,
        5 + random() * 45,
        'completed',
@@ -141,14 +141,16 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
-def open_overview(browser: Browser, dashboard: Dashboard, token: str, *, count_feed: bool = False) -> Page:
+def open_overview(
+    browser: Browser, dashboard: Dashboard, token: str, *, evaluations: int = 20, count_feed: bool = False
+) -> Page:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.add_init_script(f"sessionStorage.setItem('tars.token', {token!r});")
     if count_feed:
         context.add_init_script(COUNT_FEED)
     page = context.new_page()
     page.goto(f"http://127.0.0.1:{dashboard.port}/#/")
-    page.wait_for_function(OVERVIEW_DRAWN, arg={"evaluations": 20, "agents": 4}, polling="raf", timeout=60_000)
+    page.wait_for_function(OVERVIEW_DRAWN, arg={"evaluations": evaluations, "agents": 4}, polling="raf", timeout=60_000)
     return page
 
 
@@ -192,7 +194,7 @@ def reconnect(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         dashboard.start()
         try:
             with chromium() as browser:
-                page = open_overview(browser, dashboard, token, count_feed=True)
+                page = open_overview(browser, dashboard, token, evaluations=0, count_feed=True)
                 stop_publishing = threading.Event()
 
                 def publish() -> None:
