@@ -360,3 +360,32 @@ def test_a_server_without_event_ids_still_works_by_reloading_on_every_reconnect(
         ["reset", "evaluations", "first-subscription"],
         ["state", "connected", 0],
     ]
+
+
+@pytest.mark.browser
+def test_an_announced_restart_is_ridden_out_with_quick_retries_for_30_s_then_backoff_resumes(page: Page) -> None:
+    js(page, "window.randomValue = 0.999")
+    js(page, "client.start()")
+    connect(page, {"runs": 1, "evaluations": 1})
+    js(page, "socket().drop(1012, 'service restart')")  # uvicorn shutting down
+    elapsed = 0
+    while elapsed < 30_000:
+        # Every retry within 250 ms, and none of them counts against the ten attempts.
+        assert state(page) == ("reconnecting", 1)
+        delay = js(page, "client.nextRetryDelayMs")
+        assert 0 <= delay < 250
+        page.clock.run_for(int(delay) + 1)
+        elapsed += int(delay) + 1
+        js(page, "socket().drop(1006)")  # not back yet
+    # Past the window: ordinary exponential backoff from the next attempt on.
+    assert state(page) == ("reconnecting", 2)
+    assert 250 < js(page, "client.nextRetryDelayMs") <= 500
+
+    page.clock.run_for(500)
+    connect(page, {"runs": 1, "evaluations": 1})
+    assert state(page) == ("connected", 0)
+    # A restart announced while the client was not connected is not a reason for quick retries.
+    js(page, "socket().drop(1006)")
+    page.clock.run_for(250)
+    js(page, "socket().drop(1012)")
+    assert state(page) == ("reconnecting", 2)
