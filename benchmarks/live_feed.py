@@ -11,7 +11,7 @@ process, T.A.R.S.'s own Python ReconnectingWebSocketClient and plain WebSocket c
         carrying its publish time; prints the broadcast latency (publish to receipt) p50/p95/p99.
 
     .venv/bin/python benchmarks/live_feed.py reconnect [--restarts 20] [--kill]
-    .venv/bin/python benchmarks/live_feed.py fanout [--clients 1000] [--events 100] [--rate 10]
+    .venv/bin/python benchmarks/live_feed.py fanout [--clients 1000] [--events 60] [--rate 1]
     (both take --redis-url, default redis://127.0.0.1:6379/15, which is emptied first)
 """
 
@@ -352,8 +352,8 @@ def main() -> None:
     restart.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
     load = commands.add_parser("fanout")
     load.add_argument("--clients", type=int, default=1000)
-    load.add_argument("--events", type=int, default=100)
-    load.add_argument("--rate", type=float, default=10.0)
+    load.add_argument("--events", type=int, default=60)
+    load.add_argument("--rate", type=float, default=1.0)
     args = parser.parse_args()
     emit(reconnect(args) if args.command == "reconnect" else fanout(args))
 

@@ -65,9 +65,20 @@ class FrameCache:
         key = (frame["channel"], frame["id"])
         text = self._texts.get(key)
         if text is None:
-            text = self._texts[key] = json.dumps(frame, default=str)
-            if len(self._texts) > self._size:
-                self._texts.popitem(last=False)
+            text = self._remember(key, json.dumps(frame, default=str))
+        return text
+
+    def event_text(self, channel: str, event: Event) -> str:
+        key = (channel, event.ids[channel])
+        text = self._texts.get(key)
+        if text is None:
+            text = self._remember(key, json.dumps(event_frame(channel, event), default=str))
+        return text
+
+    def _remember(self, key: tuple[str, int], text: str) -> str:
+        self._texts[key] = text
+        if len(self._texts) > self._size:
+            self._texts.popitem(last=False)
         return text
 
 
@@ -95,6 +106,18 @@ class Connection:
             self.outbox.put_nowait(command)
         except asyncio.QueueFull:
             self.overflowed = True
+
+    def follows(self, live: Live) -> bool | None:
+        """The broadcast's fast path: True when ``live`` is the channel's next event (now counted
+        as sent), None when it is to be dropped, False when events before it went missing."""
+        last = self._sent.get(live.channel)
+        number = live.event.ids.get(live.channel)
+        if last is None or number is None or number <= last:
+            return None
+        if number == last + 1:
+            self._sent[live.channel] = number
+            return True
+        return False
 
     async def frames(self, command: Command) -> list[Frame]:
         """The frames to send for ``command``, in order."""

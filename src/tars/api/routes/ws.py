@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from tars.api.realtime import Hub, Subscribe, Unsubscribe, count_sent
+from tars.api.realtime import Hub, Live, Subscribe, Unsubscribe, count_sent
 from tars.domain.events import is_channel
-from tars.metrics import WS_SLOW_CONSUMERS
+from tars.metrics import WS_EVENTS_SENT, WS_SLOW_CONSUMERS
 from tars.runtime import Runtime
 from tars.services.auth import AuthenticationFailed, Principal
 
@@ -65,6 +65,15 @@ async def live_feed(websocket: WebSocket) -> None:
                 WS_SLOW_CONSUMERS.inc()
                 await websocket.close(code=POLICY_VIOLATION, reason="too slow; reconnect")
                 return
+            if isinstance(command, Live):
+                # Most frames are the next live event of a channel: sent without building a list.
+                follows = connection.follows(command)
+                if follows is None:
+                    continue
+                if follows:
+                    await websocket.send_text(hub.frames.event_text(command.channel, command.event))
+                    WS_EVENTS_SENT.inc()
+                    continue
             frames = await connection.frames(command)
             for frame in frames:
                 await websocket.send_text(hub.frames.text(frame))
