@@ -8,7 +8,7 @@ import { api, canOperate, forgetToken, login, readSession, whenUnauthorized } fr
 import { AgentPage } from "./agent.js";
 import { $ } from "./dom.js";
 import { Explorer, parseQuery } from "./explorer.js";
-import { CONNECTED, DISCONNECTED, RECONNECTING, ReconnectingWebSocketClient } from "./live.js";
+import { CONNECTED, DISCONNECTED, FIRST_SUBSCRIPTION, RECONNECTING, ReconnectingWebSocketClient } from "./live.js";
 import { Overview } from "./overview.js";
 import { nextSequence } from "./store.js";
 import { trainForm } from "./training.js";
@@ -20,6 +20,8 @@ let page = null; // the AgentPage or Explorer shown, if any
 let environments = null;
 // The train forms shown ("overview", "page"), each with how to refresh its list of agents.
 const trainForms = new Map();
+// How long the overview waits for the live feed before showing its first snapshot anyway.
+const FEED_GRACE_MS = 1000;
 
 let noticeTimer = null;
 
@@ -74,6 +76,18 @@ function startSession() {
   $("#overview-train-card").hidden = !form;
   if (form) $("#overview-train").append(form);
 
+  // One snapshot of the overview, taken once the feed has confirmed its subscriptions, so that
+  // nothing published between the two is missed, and the server answers one set of queries, not
+  // two. If the feed is slow to come up, the page shows what there is without waiting for it
+  // (and reloads when the feed is up, as the client then asks).
+  let initialLoad = setTimeout(loadOverviewOnce, FEED_GRACE_MS);
+  function loadOverviewOnce() {
+    if (initialLoad === null) return;
+    clearTimeout(initialLoad);
+    initialLoad = null;
+    overview.load();
+  }
+
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   live = new ReconnectingWebSocketClient({
     url: `${scheme}://${location.host}/ws`,
@@ -84,17 +98,19 @@ function startSession() {
       overview.event(frame, seq);
       if (page) page.event(frame, seq);
     },
-    onReset: (channel) => {
-      if (overview.channels.includes(channel)) overview.reload(channel);
+    onReset: (channel, cause) => {
+      const overviewWaits = initialLoad !== null && cause === FIRST_SUBSCRIPTION;
+      if (overview.channels.includes(channel) && !overviewWaits) overview.reload(channel);
       if (page && page.channel === channel) page.reload();
     },
-    onStateChange: showConnection,
+    onStateChange: (state, attempt) => {
+      if (state === CONNECTED) loadOverviewOnce();
+      showConnection(state, attempt);
+    },
     onUnauthenticated: () => logout("Your session has ended; log in again."),
   });
   window.tarsLive = live;
   live.start();
-  // Show what there is at once; the first subscription reloads it once the feed is up.
-  overview.load();
   route();
 }
 
