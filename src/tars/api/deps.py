@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -48,15 +49,38 @@ def get_principal(
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require_role(needed: Role) -> Callable[[Principal], Principal]:
-    def check(principal: CurrentPrincipal) -> Principal:
-        if not principal.role.allows(needed):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {needed.value} role or higher")
+class RoleRequirement:
+    """A route's declared permission: the least role that may call it (401 without credentials,
+    403 with too little). Routes declare it through the principal they take."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def __call__(self, principal: CurrentPrincipal) -> Principal:
+        if not principal.role.allows(self.role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {self.role.value} role or higher")
         return principal
 
-    return check
+
+def public() -> None:
+    """The other declaration: anyone may call the route (health, metrics, login, the page), or it
+    authenticates by its own protocol (the WebSocket)."""
 
 
-ViewerPrincipal = CurrentPrincipal
-OperatorPrincipal = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
-AdminPrincipal = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+Public = Depends(public)
+ViewerPrincipal = Annotated[Principal, Depends(RoleRequirement(Role.VIEWER))]
+OperatorPrincipal = Annotated[Principal, Depends(RoleRequirement(Role.OPERATOR))]
+AdminPrincipal = Annotated[Principal, Depends(RoleRequirement(Role.ADMIN))]
+
+
+def declared_access(dependant: Dependant) -> Role | Literal["public"] | None:
+    """What a route declares through its dependencies: a role, "public", or nothing at all."""
+    for dependency in dependant.dependencies:
+        if isinstance(dependency.call, RoleRequirement):
+            return dependency.call.role
+        if dependency.call is public:
+            return "public"
+        found = declared_access(dependency)
+        if found is not None:
+            return found
+    return None

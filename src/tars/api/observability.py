@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tars.api.deps import Public
 from tars.metrics import HTTP_DURATION, HTTP_REQUESTS
 from tars.version import VERSION
 
@@ -42,7 +43,7 @@ class RequestMetricsMiddleware:
             HTTP_DURATION.labels(self.service, method, template, VERSION).observe(time.perf_counter() - started)
 
 
-router = APIRouter(tags=["observability"])
+router = APIRouter(tags=["observability"], dependencies=[Public])
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from tars.api.deps import RuntimeDep, SessionDep
+from tars.api.deps import Public, RuntimeDep, SessionDep
 from tars.api.schemas import LoginIn, TokenOut
 from tars.services.auth import AuthenticationFailed, authenticate
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"], dependencies=[Public])
 
 
 @router.post("/login", response_model=TokenOut)

@@ -4,11 +4,11 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
-from tars.api.deps import RuntimeDep
+from tars.api.deps import Public, RuntimeDep
 from tars.api.schemas import HealthOut, WorkerOut
 from tars.version import VERSION
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], dependencies=[Public])
 
 
 @router.get("/health", response_model=HealthOut, response_model_exclude_none=True)

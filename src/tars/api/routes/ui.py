@@ -17,11 +17,13 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from tars.api.deps import Public
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 ENTRY_MODULE = "app.js"
 STYLE_SHEET = "style.css"
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Public])
 
 
 @router.api_route("/", methods=["GET", "HEAD"])

@@ -11,13 +11,14 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from tars.api.deps import Public
 from tars.api.realtime import Hub, Live, Subscribe, Unsubscribe, count_sent
 from tars.domain.events import is_channel
 from tars.metrics import WS_EVENTS_SENT, WS_SLOW_CONSUMERS
 from tars.runtime import Runtime
 from tars.services.auth import AuthenticationFailed, Principal
 
-router = APIRouter()
+router = APIRouter(dependencies=[Public])
 
 AUTH_TIMEOUT_SECONDS = 10.0
 POLICY_VIOLATION = 1008
