@@ -65,7 +65,7 @@ class TokenService:
                 algorithms=[ALGORITHM],
                 audience=AUDIENCE,
                 issuer=ISSUER,
-                options={"require": ["exp", "iat", "sub", "role"]},
+                options={"require": ["exp", "iat", "nbf", "sub", "role", "iss", "aud"]},
             )
             return Principal(
                 user_id=int(claims["sub"]), username=str(claims.get("name", "")), role=Role(claims["role"])
