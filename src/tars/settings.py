@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     # Matches the Kubernetes terminationGracePeriodSeconds of the worker pods.
     worker_shutdown_grace_seconds: float = Field(default=25.0, ge=0)
 
+    # Larger request bodies are refused with 413 before they are read in full.
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    # Origins whose pages may call the APIs from a browser; none by default (the dashboard is same-origin).
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     ws_ping_seconds: float = Field(default=30.0, gt=0)
     ws_pong_timeout_seconds: float = Field(default=10.0, gt=0)
 
@@ -71,7 +76,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown region {value!r}; expected one of {', '.join(REGIONS)}")
         return value
 
-    @field_validator("worker_algorithms", mode="before")
+    @field_validator("worker_algorithms", "cors_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

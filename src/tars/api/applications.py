@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from tars.api.errors import install_error_handlers
-from tars.api.observability import RequestMetricsMiddleware
+from tars.api.observability import RequestMetricsMiddleware, SecurityHeadersMiddleware
 from tars.api.observability import router as metrics_router
 from tars.api.realtime import Hub
 from tars.api.routes import agents, auth, environments, evaluations, health, runs, train, ui, ws
@@ -21,11 +22,26 @@ ORCHESTRATION = "orchestration"
 
 
 def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object) -> FastAPI:
-    app = FastAPI(title=f"T.A.R.S. {service}", version=__version__, description=description, **kwargs)  # type: ignore[arg-type]
+    settings = runtime.settings
+    app = FastAPI(
+        title=f"T.A.R.S. {service}",
+        version=__version__,
+        description=description,
+        max_body_size=settings.max_request_bytes,
+        **kwargs,  # type: ignore[arg-type]
+    )
     app.state.runtime = runtime
     app.state.service_name = service
     app.state.reports_workers = service == ORCHESTRATION
     app.add_middleware(RequestMetricsMiddleware, service=service)
+    app.add_middleware(SecurityHeadersMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics_router)
