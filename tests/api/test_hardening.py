@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tars.api.applications import create_dashboard_app
 from tars.runtime import Runtime
 from tars.settings import Settings
+from tars.storage.tables import UserRow
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
 
@@ -88,3 +92,29 @@ def test_configured_origins_and_only_they_may_call(backend: str, cors_dashboard:
 def test_cors_origins_come_comma_separated_from_the_environment(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TARS_CORS_ORIGINS", "https://a.example, https://b.example")
     assert Settings(jwt_secret="j" * 48).cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_no_secret_or_hash_in_any_response_or_log_line(
+    backend: str,
+    dashboard: TestClient,
+    orchestration: TestClient,
+    runtime: Runtime,
+    users: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with runtime.sessions() as session:
+        hashes = [user.password_hash for user in session.scalars(select(UserRow))]
+    secrets = [PASSWORD, runtime.settings.jwt_signing_secret(), *hashes]
+    seen: list[str] = []
+    for client in (dashboard, orchestration):
+        wrong = client.post("/api/v1/auth/login", json={"username": users["admin"], "password": PASSWORD + "x"})
+        login = client.post("/api/v1/auth/login", json={"username": users["admin"], "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        seen += [wrong.text, str(wrong.headers), login.text, str(login.headers)]
+        for path in ("/api/v1/agents", "/api/v1/runs", "/health", "/metrics", "/openapi.json"):
+            response = client.get(path, headers=headers)
+            seen += [response.text, str(response.headers)]
+    seen += [record.getMessage() for record in caplog.records]
+    for secret in secrets:
+        assert not any(secret in text for text in seen)
