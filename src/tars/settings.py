@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     # Matches the Kubernetes terminationGracePeriodSeconds of the worker pods.
     worker_shutdown_grace_seconds: float = Field(default=25.0, ge=0)
 
+    # Requests per principal (or, without credentials, per client address) and route class; in Redis
+    # when distributed, so every replica spends one budget. "N/second|minute|hour", several with ";".
+    rate_limit_enabled: bool = True
+    rate_limit_login: str = "10/minute"
+    rate_limit_read: str = "1200/minute"
+    rate_limit_write: str = "300/minute"
     # Larger request bodies are refused with 413 before they are read in full.
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     # Origins whose pages may call the APIs from a browser; none by default (the dashboard is same-origin).
@@ -89,6 +95,17 @@ class Settings(BaseSettings):
         unknown = [name for name in value if name not in ALGORITHMS]
         if unknown:
             raise ValueError(f"unknown algorithm(s) {', '.join(unknown)}; expected some of {', '.join(ALGORITHMS)}")
+        return value
+
+    @field_validator("rate_limit_login", "rate_limit_read", "rate_limit_write")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit such as 10/minute") from exc
         return value
 
     @field_validator("jwt_secret")

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from tars.api.errors import install_error_handlers
 from tars.api.observability import RequestMetricsMiddleware, SecurityHeadersMiddleware
 from tars.api.observability import router as metrics_router
+from tars.api.ratelimit import RateLimitMiddleware, RateLimits
 from tars.api.realtime import Hub
 from tars.api.routes import agents, auth, environments, evaluations, health, runs, train, ui, ws
 from tars.runtime import Runtime
@@ -35,6 +36,8 @@ def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object
     app.state.reports_workers = service == ORCHESTRATION
     app.add_middleware(RequestMetricsMiddleware, service=service)
     app.add_middleware(SecurityHeadersMiddleware)
+    if settings.rate_limit_enabled:
+        app.add_middleware(RateLimitMiddleware, limits=RateLimits(settings), tokens=runtime.tokens)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

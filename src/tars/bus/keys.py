@@ -31,3 +31,7 @@ def events_channel(database: int) -> str:
     """The pub/sub channel that announces events. Pub/sub ignores Redis database numbers, so the
     number is in the name: two deployments on one server, in two databases, stay apart."""
     return f"{EVENTS_CHANNEL_PREFIX}{database}"
+
+
+# Rate-limit counters (kept by the `limits` library under this prefix: rate_limit:{LIMITER/...}).
+RATE_LIMIT_PREFIX = "rate_limit"

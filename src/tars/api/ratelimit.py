@@ -1,0 +1,126 @@
+"""Rate limits per principal and route class, on the `limits` library's sliding window counters.
+
+A request is counted against its principal (the user its bearer token names) or, without a valid
+token, against its client address; login is always counted per address, and much more strictly.
+Distributed, the counters live in Redis, so every replica spends one budget; embedded, in memory.
+A limiter that cannot reach Redis lets requests through: an outage of the counters must not take
+the APIs down with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from limits import RateLimitItem, parse_many
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tars.bus import keys
+from tars.services.auth import AuthenticationFailed, TokenService
+from tars.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOGIN_PATH = "/api/v1/auth/login"
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class RateLimits:
+    def __init__(self, settings: Settings) -> None:
+        if settings.redis_url is None:
+            storage = storage_from_string("async+memory://")
+        else:
+            storage = storage_from_string(
+                "async+" + settings.redis_url, key_prefix=keys.RATE_LIMIT_PREFIX, implementation="redispy"
+            )
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._limits: dict[str, list[RateLimitItem]] = {
+            "login": parse_many(settings.rate_limit_login),
+            "read": parse_many(settings.rate_limit_read),
+            "write": parse_many(settings.rate_limit_write),
+        }
+
+    async def hit(self, route_class: str, identity: str) -> tuple[bool, RateLimitItem, int, float]:
+        """Count one request; returns (allowed, the tightest limit, requests left, seconds to reset)."""
+        allowed, tightest, remaining, reset = True, self._limits[route_class][0], math.inf, 0.0
+        for item in self._limits[route_class]:
+            if not await self._limiter.hit(item, route_class, identity):
+                allowed = False
+            stats = await self._limiter.get_window_stats(item, route_class, identity)
+            if stats.remaining < remaining:
+                tightest, remaining, reset = item, stats.remaining, max(0.0, stats.reset_time - time.time())
+        return allowed, tightest, int(remaining), reset
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp, limits: RateLimits, tokens: TokenService) -> None:
+        self.app = app
+        self.limits = limits
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        route_class, identity = self._classify(scope)
+        try:
+            allowed, item, remaining, reset = await self.limits.hit(route_class, identity)
+        except Exception as exc:  # the counters are unreachable: serve rather than fail
+            log.warning("rate limiter unavailable (%s); request let through", exc)
+            await self.app(scope, receive, send)
+            return
+        headers = [
+            (b"ratelimit-limit", str(item.amount).encode()),
+            (b"ratelimit-remaining", str(max(0, remaining)).encode()),
+            (b"ratelimit-reset", str(math.ceil(reset)).encode()),
+        ]
+        if not allowed:
+            await _too_many_requests(send, headers, route_class, item, reset)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _classify(self, scope: Scope) -> tuple[str, str]:
+        client = scope.get("client")
+        address = f"address:{client[0] if client else 'unknown'}"
+        if scope["path"] == LOGIN_PATH:
+            return "login", address
+        route_class = "read" if scope["method"] in READ_METHODS else "write"
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                try:
+                    return route_class, f"user:{self.tokens.verify(value[7:].decode('latin-1')).user_id}"
+                except AuthenticationFailed:
+                    break  # counted by address; the route answers 401
+        return route_class, address
+
+
+async def _too_many_requests(
+    send: Send, headers: list[tuple[bytes, bytes]], route_class: str, item: RateLimitItem, reset: float
+) -> None:
+    retry_after = max(1, math.ceil(reset))
+    body = (
+        f'{{"detail":"rate limit of {item.amount} per {item.multiples} {item.GRANULARITY.name} exceeded '
+        f'for {route_class} requests; retry in {retry_after} s"}}'
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
