@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio._core._fileio  # noqa: F401 - see the comment below
 import psycopg
 import pytest
 import redis
@@ -28,6 +29,10 @@ from tars.storage.users import get_user_by_username
 from tars.worker.loop import Worker
 
 PG_ADMIN_URL = os.environ.get("TARS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# anyio imports its parts lazily, and pytest rewrites anyio's modules as they are imported (anyio is a
+# pytest plugin). CPython 3.11.7's ast.parse can fail ("AST constructor recursion depth mismatch")
+# when that happens deep in an ASGI middleware stack, as serving the first static file does; the
+# import above happens first, at a shallow depth.
 REDIS_TEST_URL = os.environ.get("TARS_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 TEST_SECRET = "test-secret-" + "x" * 40
 PASSWORD = "correct horse battery"

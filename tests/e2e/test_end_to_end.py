@@ -149,11 +149,13 @@ class LiveFeed:
         self._exit = contextlib.ExitStack()
         self._ws: ClientConnection = self._exit.enter_context(connect(f"{url}/ws?token={token}", open_timeout=10))
         assert self._receive()["type"] == "authenticated"
+        self._frames: list[dict[str, Any]] = []
         for channel in ("runs", "evaluations"):
             self._ws.send(json.dumps({"type": "subscribe", "channel": channel}))
-            subscribed = self._receive()
-            assert (subscribed["type"], subscribed["channel"]) == ("subscribed", channel)
-        self._frames: list[dict[str, Any]] = []
+            # Live events of a channel subscribed to already may come before the next confirmation.
+            while (frame := self._receive())["type"] != "subscribed":
+                self._frames.append(frame)
+            assert frame["channel"] == channel
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._read, name="live-feed", daemon=True)
         self._thread.start()
