@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     rate_limit_login: str = "10/minute"
     rate_limit_read: str = "1200/minute"
     rate_limit_write: str = "300/minute"
+    # Failed logins per username, from anywhere: a password is not guessed by spreading the tries.
+    rate_limit_login_failures: str = "5/minute"
     # Larger request bodies are refused with 413 before they are read in full.
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     # Origins whose pages may call the APIs from a browser; none by default (the dashboard is same-origin).
@@ -97,7 +99,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown algorithm(s) {', '.join(unknown)}; expected some of {', '.join(ALGORITHMS)}")
         return value
 
-    @field_validator("rate_limit_login", "rate_limit_read", "rate_limit_write")
+    @field_validator("rate_limit_login", "rate_limit_read", "rate_limit_write", "rate_limit_login_failures")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         from limits import parse_many

@@ -36,8 +36,9 @@ def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object
     app.state.reports_workers = service == ORCHESTRATION
     app.add_middleware(RequestMetricsMiddleware, service=service)
     app.add_middleware(SecurityHeadersMiddleware)
-    if settings.rate_limit_enabled:
-        app.add_middleware(RateLimitMiddleware, limits=RateLimits(settings), tokens=runtime.tokens)
+    app.state.rate_limits = RateLimits(settings) if settings.rate_limit_enabled else None
+    if app.state.rate_limits is not None:
+        app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, tokens=runtime.tokens)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

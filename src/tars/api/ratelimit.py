@@ -41,6 +41,7 @@ class RateLimits:
             "login": parse_many(settings.rate_limit_login),
             "read": parse_many(settings.rate_limit_read),
             "write": parse_many(settings.rate_limit_write),
+            "login-failure": parse_many(settings.rate_limit_login_failures),
         }
 
     async def hit(self, route_class: str, identity: str) -> tuple[bool, RateLimitItem, int, float]:
@@ -53,6 +54,19 @@ class RateLimits:
             if stats.remaining < remaining:
                 tightest, remaining, reset = item, stats.remaining, max(0.0, stats.reset_time - time.time())
         return allowed, tightest, int(remaining), reset
+
+    async def wait_needed(self, route_class: str, identity: str) -> float:
+        """Seconds until ``identity`` may try again (0: now), without counting a request."""
+        waits = [
+            max(0.0, (await self._limiter.get_window_stats(item, route_class, identity)).reset_time - time.time())
+            for item in self._limits[route_class]
+            if not await self._limiter.test(item, route_class, identity)
+        ]
+        return max(waits, default=0.0)
+
+    async def count(self, route_class: str, identity: str) -> None:
+        for item in self._limits[route_class]:
+            await self._limiter.hit(item, route_class, identity)
 
 
 class RateLimitMiddleware:
