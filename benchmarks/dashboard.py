@@ -20,27 +20,15 @@ A real `tars serve dashboard-api` on PostgreSQL and Redis, and the real page dri
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
 from _harness import emit
-from live_feed import Dashboard, socket_port, summary
+from live_feed import Dashboard, EvaluationPublisher, deployment, summary
 from playwright.sync_api import Browser, Page, sync_playwright
-
-from tars.domain.users import Role
-from tars.runtime import Runtime, build_runtime
-from tars.services.auth import create_user
-from tars.services.evaluations import EvaluationSubmission, submit_evaluation
-from tars.settings import Settings
-from tars.storage.database import transaction
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -101,37 +89,6 @@ def postgres_database(admin_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def deployment(args: argparse.Namespace, data_dir: Path) -> Iterator[tuple[Runtime, Dashboard, str]]:
-    redis.Redis.from_url(args.redis_url).flushdb()
-    with postgres_database(args.postgres_admin_url) as database_url:
-        secret = "bench-" + os.urandom(24).hex()
-        settings = Settings(
-            data_dir=data_dir,
-            jwt_secret=secret,
-            redis_url=args.redis_url,
-            database_url=database_url,
-            log_level="WARNING",
-        )
-        runtime = build_runtime(settings, migrate_schema=True)
-        with transaction(runtime.sessions) as session:
-            user = create_user(session, "bench-viewer", "bench-password-long-enough", Role.VIEWER)
-            token = runtime.tokens.issue(user).access_token
-        with socket_port() as port:
-            env = os.environ | {
-                "TARS_DATA_DIR": str(data_dir),
-                "TARS_JWT_SECRET": secret,
-                "TARS_REDIS_URL": args.redis_url,
-                "TARS_DATABASE_URL": database_url,
-                "TARS_LOG_LEVEL": "WARNING",
-            }
-            dashboard = Dashboard(env, port, data_dir / "dashboard-api.log")
-        try:
-            yield runtime, dashboard, token
-        finally:
-            runtime.close()
-
-
-@contextmanager
 def chromium() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -154,8 +111,11 @@ def open_overview(
     return page
 
 
-def load(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    with deployment(args, data_dir) as (runtime, dashboard, token):
+def load(args: argparse.Namespace) -> dict[str, Any]:
+    with (
+        postgres_database(args.postgres_admin_url) as database_url,
+        deployment(args.redis_url, database_url) as (runtime, dashboard, token),
+    ):
         started = time.monotonic()
         with runtime.engine.begin() as connection:
             connection.exec_driver_sql(SEED, {"count": args.evaluations})
@@ -164,16 +124,13 @@ def load(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         dashboard.start()
         drawn: list[float] = []
         live: list[float] = []
-        try:
-            with chromium() as browser:
-                open_overview(browser, dashboard, token).context.close()  # warm-up: first compile, caches
-                for _ in range(args.repeats):
-                    page = open_overview(browser, dashboard, token)
-                    drawn.append(page.evaluate("window.__drawnAt"))
-                    live.append(page.evaluate("window.__liveAt"))
-                    page.context.close()
-        finally:
-            dashboard.stop(kill=False)
+        with chromium() as browser:
+            open_overview(browser, dashboard, token).context.close()  # warm-up: first compile, caches
+            for _ in range(args.repeats):
+                page = open_overview(browser, dashboard, token)
+                drawn.append(page.evaluate("window.__drawnAt"))
+                live.append(page.evaluate("window.__liveAt"))
+                page.context.close()
     return {
         "benchmark": "dashboard_load",
         "browser": "Debian chromium, headless",
@@ -186,44 +143,32 @@ def load(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def reconnect(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+def reconnect(args: argparse.Namespace) -> dict[str, Any]:
     reconnections: list[float] = []
     outages: list[float] = []
-    published: list[int] = []
-    with deployment(args, data_dir) as (runtime, dashboard, token):
+    with (
+        postgres_database(args.postgres_admin_url) as database_url,
+        deployment(args.redis_url, database_url) as (runtime, dashboard, token),
+        chromium() as browser,
+    ):
         dashboard.start()
-        try:
-            with chromium() as browser:
-                page = open_overview(browser, dashboard, token, evaluations=0, count_feed=True)
-                stop_publishing = threading.Event()
-
-                def publish() -> None:
-                    while not stop_publishing.wait(0.02):
-                        submission = EvaluationSubmission("ppo", "CartPole-v1", float(len(published)), "us-west-2")
-                        published.append(submit_evaluation(runtime.sessions, runtime.bus, submission).id)
-
-                publisher = threading.Thread(target=publish, daemon=True)
-                publisher.start()
-                for _ in range(args.restarts):
-                    page.wait_for_timeout(500)
-                    stopped_at = time.monotonic()
-                    dashboard.stop(kill=args.kill)
-                    page.wait_for_function("() => window.tarsLive.state !== 'connected'", polling="raf")
-                    ready_at = dashboard.start()
-                    page.wait_for_function("() => window.tarsLive.state === 'connected'", polling="raf", timeout=60_000)
-                    connected_at = time.monotonic()
-                    reconnections.append(max(0.0, connected_at - ready_at) * 1000)
-                    outages.append((connected_at - stopped_at) * 1000)
-                page.wait_for_timeout(500)
-                stop_publishing.set()
-                publisher.join()
-                expected = len(published)
-                page.wait_for_function(
-                    "(n) => new Set(window.__evaluationsSeen).size >= n", arg=expected, timeout=15_000
-                )
-                seen: list[int] = page.evaluate("window.__evaluationsSeen")
-        finally:
-            dashboard.stop(kill=False)
+        page = open_overview(browser, dashboard, token, evaluations=0, count_feed=True)
+        publisher = EvaluationPublisher(runtime)
+        publisher.start()
+        for _ in range(args.restarts):
+            page.wait_for_timeout(500)
+            stopped_at = time.monotonic()
+            dashboard.stop(kill=args.kill)
+            page.wait_for_function("() => window.tarsLive.state !== 'connected'", polling="raf")
+            ready_at = dashboard.start()
+            page.wait_for_function("() => window.tarsLive.state === 'connected'", polling="raf", timeout=60_000)
+            connected_at = time.monotonic()
+            reconnections.append(max(0.0, connected_at - ready_at) * 1000)
+            outages.append((connected_at - stopped_at) * 1000)
+        page.wait_for_timeout(500)
+        published = publisher.stop()
+        page.wait_for_function("(n) => new Set(window.__evaluationsSeen).size >= n", arg=len(published), timeout=15_000)
+        seen: list[int] = page.evaluate("window.__evaluationsSeen")
     return {
         "benchmark": "dashboard_reconnect",
         "client": "the page's ReconnectingWebSocketClient in Debian chromium",
@@ -250,9 +195,7 @@ def main() -> None:
     restart.add_argument("--restarts", type=int, default=20)
     restart.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tars-bench-dashboard-") as folder:
-        run = load if args.command == "load" else reconnect
-        emit(run(args, Path(folder)))
+    emit(load(args) if args.command == "load" else reconnect(args))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -97,31 +98,36 @@ class Dashboard:
         raise RuntimeError("dashboard-api did not start")
 
     def stop(self, kill: bool) -> None:
-        assert self.process is not None
+        if self.process is None or self.process.poll() is not None:
+            return
         self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         self.process.wait(30)
 
 
 @contextmanager
-def deployment(redis_url: str) -> Iterator[tuple[Runtime, Dashboard, str]]:
+def deployment(redis_url: str, database_url: str | None = None) -> Iterator[tuple[Runtime, Dashboard, str]]:
+    """A runtime to publish with, a dashboard-api process (started by the caller, stopped here)
+    on the same Redis and database (default: a SQLite file), and a viewer's token."""
     redis.Redis.from_url(redis_url).flushdb()
     with tempfile.TemporaryDirectory(prefix="tars-bench-live-") as folder:
         data_dir = Path(folder)
         secret = "bench-" + os.urandom(24).hex()
-        settings = Settings(data_dir=data_dir, jwt_secret=secret, redis_url=redis_url, log_level="WARNING")
+        settings = Settings(
+            data_dir=data_dir, jwt_secret=secret, redis_url=redis_url, database_url=database_url, log_level="WARNING"
+        )
         runtime = build_runtime(settings, migrate_schema=True)
         with transaction(runtime.sessions) as session:
             user = create_user(session, "bench-viewer", "bench-password-long-enough", Role.VIEWER)
             token = runtime.tokens.issue(user).access_token
-        with socket_port() as port:
-            env = os.environ | {
-                "TARS_DATA_DIR": str(data_dir),
-                "TARS_JWT_SECRET": secret,
-                "TARS_REDIS_URL": redis_url,
-                "TARS_LOG_LEVEL": "WARNING",
-            }
-            dashboard = Dashboard(env, port, data_dir / "dashboard-api.log")
-        dashboard.start()
+        env = os.environ | {
+            "TARS_DATA_DIR": str(data_dir),
+            "TARS_JWT_SECRET": secret,
+            "TARS_REDIS_URL": redis_url,
+            "TARS_LOG_LEVEL": "WARNING",
+        }
+        if database_url is not None:
+            env["TARS_DATABASE_URL"] = database_url
+        dashboard = Dashboard(env, free_port(), data_dir / "dashboard-api.log")
         try:
             yield runtime, dashboard, token
         finally:
@@ -129,14 +135,33 @@ def deployment(redis_url: str) -> Iterator[tuple[Runtime, Dashboard, str]]:
             runtime.close()
 
 
-@contextmanager
-def socket_port() -> Iterator[int]:
-    import socket
-
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    yield port
+        return int(sock.getsockname()[1])
+
+
+class EvaluationPublisher:
+    """Stores and publishes an evaluation every 20 ms in a thread, remembering each one's id."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.published: list[int] = []
+        self._runtime = runtime
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(0.02):
+            submission = EvaluationSubmission("ppo", "CartPole-v1", float(len(self.published)), "us-west-2")
+            self.published.append(submit_evaluation(self._runtime.sessions, self._runtime.bus, submission).id)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[int]:
+        self._stopping.set()
+        self._thread.join()
+        return self.published
 
 
 class ClientThread:
@@ -177,17 +202,10 @@ class ClientThread:
 def reconnect(args: argparse.Namespace) -> dict[str, Any]:
     reconnections: list[float] = []
     outages: list[float] = []
-    published: list[int] = []
     with deployment(args.redis_url) as (runtime, dashboard, token):
+        dashboard.start()
         client = ClientThread(dashboard.ws_url, token)
-        stop_publishing = threading.Event()
-
-        def publish() -> None:
-            while not stop_publishing.wait(0.02):
-                submission = EvaluationSubmission("ppo", "CartPole-v1", float(len(published)), "us-west-2")
-                published.append(submit_evaluation(runtime.sessions, runtime.bus, submission).id)
-
-        publisher = threading.Thread(target=publish, daemon=True)
+        publisher = EvaluationPublisher(runtime)
         client.wait_connected()
         publisher.start()
         for _ in range(args.restarts):
@@ -200,8 +218,7 @@ def reconnect(args: argparse.Namespace) -> dict[str, Any]:
             reconnections.append(max(0.0, connected_at - ready_at) * 1000)
             outages.append((connected_at - stopped_at) * 1000)
         time.sleep(0.5)
-        stop_publishing.set()
-        publisher.join()
+        published = publisher.stop()
         deadline = time.monotonic() + 15
         while len(set(client.received)) < len(published) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -340,6 +357,7 @@ async def _fanout(args: argparse.Namespace, runtime: Runtime, port: int, token: 
 
 def fanout(args: argparse.Namespace) -> dict[str, Any]:
     with deployment(args.redis_url) as (runtime, dashboard, token):
+        dashboard.start()
         return asyncio.run(_fanout(args, runtime, dashboard.port, token))
 
 
