@@ -4,7 +4,7 @@
 import { ApiError, api } from "./api.js";
 import { lineChart, rollingMean } from "./charts.js";
 import { $, cell, coalesce, el, progressOf, reward, shortId, statusBadge, syncRows, time } from "./dom.js";
-import { evaluationRow } from "./overview.js";
+import { evaluationRow, evaluationsTable } from "./overview.js";
 import { LiveCollection, Reloader, RewardSeries } from "./store.js";
 
 const AGENT_RUNS = 10; // GET /api/v1/runs?agent_id=..&limit=10
@@ -120,22 +120,7 @@ export class AgentPage {
         el(
           "div",
           { class: "scroll" },
-          el(
-            "table",
-            { id: "agent-evaluations" },
-            el(
-              "thead",
-              {},
-              el(
-                "tr",
-                {},
-                ["#", "Agent", "Environment", "Region", "Reward", "Length", "Run", "At"].map((label, index) =>
-                  el("th", { class: [0, 4, 5].includes(index) ? "num" : undefined }, label),
-                ),
-              ),
-            ),
-            el("tbody"),
-          ),
+          evaluationsTable("agent-evaluations"),
         ),
         el("p", { class: "empty", id: "agent-evaluations-empty" }, "No evaluations of this agent yet."),
       ),

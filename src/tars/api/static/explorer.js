@@ -4,7 +4,7 @@
 
 import { ApiError, api } from "./api.js";
 import { $, el, syncRows } from "./dom.js";
-import { evaluationRow } from "./overview.js";
+import { evaluationRow, evaluationsTable } from "./overview.js";
 import { timeKey } from "./store.js";
 
 const REGIONS = ["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-1"];
@@ -129,22 +129,7 @@ export class Explorer {
       this.go({ ...this.query, cursor: this.page.next_cursor }, [...this.newerCursors, this.query.cursor || ""]);
     });
     this.status = el("p", { class: "empty", role: "status" });
-    this.table = el(
-      "table",
-      { id: "explorer-evaluations" },
-      el(
-        "thead",
-        {},
-        el(
-          "tr",
-          {},
-          ["#", "Agent", "Environment", "Region", "Reward", "Length", "Run", "At"].map((label, index) =>
-            el("th", { class: [0, 4, 5].includes(index) ? "num" : undefined }, label),
-          ),
-        ),
-      ),
-      el("tbody"),
-    );
+    this.table = evaluationsTable("explorer-evaluations");
     this.section.replaceChildren(
       el(
         "section",

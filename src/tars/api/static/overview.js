@@ -212,6 +212,26 @@ export class Overview {
   }
 }
 
+/** An empty table of evaluations, its head matching evaluationRow's cells. */
+export function evaluationsTable(id) {
+  return el(
+    "table",
+    { id },
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        ["#", "Agent", "Environment", "Region", "Reward", "Length", "Run", "At"].map((label, index) =>
+          el("th", { class: [0, 4, 5].includes(index) ? "num" : undefined }, label),
+        ),
+      ),
+    ),
+    el("tbody"),
+  );
+}
+
 /** One evaluation as a table row; the overview, the agent page and the explorer show them alike. */
 export function evaluationRow(row, evaluation) {
   row.dataset.evaluationId = evaluation.id;
