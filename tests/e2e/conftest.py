@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import PASSWORD, TEST_SECRET, free_port
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page, Route
 
 TARS = [sys.executable, "-m", "tars"]
 
@@ -252,3 +252,37 @@ def browser() -> Iterator[Browser]:
             yield launched
         finally:
             launched.close()
+
+
+# An origin Chromium never reaches: Playwright answers every request to it.
+HARNESS_ORIGIN = "http://dashboard.test"
+
+
+@contextlib.contextmanager
+def harness_page(browser: Browser, harness: str, prepare: Callable[[Page], None] | None = None) -> Iterator[Page]:
+    """A page that loads `harness` (HTML) with the dashboard's real modules from static/, and no
+    server; `prepare` runs before it loads. Fails the test on any uncaught script error."""
+    from tars.api.routes.ui import STATIC_DIR
+
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    def serve(route: Route) -> None:
+        path = route.request.url.removeprefix(HARNESS_ORIGIN)
+        static = STATIC_DIR / path.removeprefix("/static/")
+        if path == "/harness.html":
+            route.fulfill(body=harness, content_type="text/html")
+        elif path.startswith("/static/") and static.is_file():
+            route.fulfill(path=static, content_type="text/javascript")
+        else:
+            route.fulfill(status=404)
+
+    page.route(f"{HARNESS_ORIGIN}/**", serve)
+    if prepare is not None:
+        prepare(page)
+    page.goto(f"{HARNESS_ORIGIN}/harness.html")  # returns after the load event, so after the modules ran
+    yield page
+    assert errors == [], errors
+    context.close()

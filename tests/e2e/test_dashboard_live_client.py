@@ -12,11 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Route
+from playwright.sync_api import Browser, Page
 
-from tars.api.routes.ui import STATIC_DIR
-
-ORIGIN = "http://dashboard.test"
+from tests.e2e.conftest import harness_page
 
 # A WebSocket whose other end is the test: accept(), deliver(frame), drop(code, reason).
 FAKE_WEBSOCKET = """
@@ -83,30 +81,15 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    def prepare(page: Page) -> None:
+        page.add_init_script(FAKE_WEBSOCKET)
+        page.clock.install(time=START)
 
-    def serve(route: Route) -> None:
-        path = route.request.url.removeprefix(ORIGIN)
-        if path == "/harness.html":
-            route.fulfill(body=HARNESS, content_type="text/html")
-        elif path.startswith("/static/") and (STATIC_DIR / path.removeprefix("/static/")).is_file():
-            route.fulfill(path=STATIC_DIR / path.removeprefix("/static/"), content_type="text/javascript")
-        else:
-            route.fulfill(status=404)
-
-    page.route(f"{ORIGIN}/**", serve)
-    page.add_init_script(FAKE_WEBSOCKET)
-    page.clock.install(time=START)
-    page.goto(f"{ORIGIN}/harness.html")  # returns after the load event, so after the module ran
-    assert page.evaluate("window.harnessReady") is True
-    # From here on, time moves only when the test says so.
-    page.clock.pause_at(START + timedelta(seconds=1))
-    yield page
-    assert errors == [], errors
-    context.close()
+    with harness_page(browser, HARNESS, prepare) as page:
+        assert page.evaluate("window.harnessReady") is True
+        # From here on, time moves only when the test says so.
+        page.clock.pause_at(START + timedelta(seconds=1))
+        yield page
 
 
 def js(page: Page, expression: str, argument: Any = None) -> Any:

@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Route
+from playwright.sync_api import Browser, Page
 
-from tars.api.routes.ui import STATIC_DIR
+from tests.e2e.conftest import harness_page
 
-ORIGIN = "http://dashboard.test"
 HARNESS = """<!doctype html>
 <script type="module">
 import * as store from "/static/store.js";
@@ -29,25 +28,8 @@ window.runs = () => new store.LiveCollection({
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context()
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-
-    def serve(route: Route) -> None:
-        path = route.request.url.removeprefix(ORIGIN)
-        if path == "/harness.html":
-            route.fulfill(body=HARNESS, content_type="text/html")
-        elif path == "/static/store.js":
-            route.fulfill(path=STATIC_DIR / "store.js", content_type="text/javascript")
-        else:
-            route.fulfill(status=404)
-
-    page.route(f"{ORIGIN}/**", serve)
-    page.goto(f"{ORIGIN}/harness.html")
-    yield page
-    assert errors == [], errors
-    context.close()
+    with harness_page(browser, HARNESS) as page:
+        yield page
 
 
 def run(page: Page, script: str) -> Any:
