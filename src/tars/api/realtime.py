@@ -108,8 +108,9 @@ class Connection:
             self.overflowed = True
 
     def follows(self, live: Live) -> bool | None:
-        """The broadcast's fast path: True when ``live`` is the channel's next event (now counted
-        as sent), None when it is to be dropped, False when events before it went missing."""
+        """True when ``live`` is its channel's next event (now counted as sent), None when it is to
+        be dropped (not subscribed, or already sent from history), False when events before it
+        went missing: then ``fill_gap``."""
         last = self._sent.get(live.channel)
         number = live.event.ids.get(live.channel)
         if last is None or number is None or number <= last:
@@ -119,14 +120,12 @@ class Connection:
             return True
         return False
 
-    async def frames(self, command: Command) -> list[Frame]:
+    async def frames(self, command: Subscribe | Unsubscribe) -> list[Frame]:
         """The frames to send for ``command``, in order."""
         if isinstance(command, Unsubscribe):
             self._sent.pop(command.channel, None)
             return [{"type": "unsubscribed", "channel": command.channel}]
-        if isinstance(command, Subscribe):
-            return await self._subscribe(command)
-        return await self._live(command.channel, command.event)
+        return await self._subscribe(command)
 
     async def _subscribe(self, command: Subscribe) -> list[Frame]:
         channel, after = command.channel, command.last_event_id
@@ -148,14 +147,11 @@ class Connection:
         self._sent[channel] = history.events[-1].ids[channel] if history.events else after
         return frames
 
-    async def _live(self, channel: str, event: Event) -> list[Frame]:
-        last = self._sent.get(channel)
-        number = event.ids.get(channel)
-        if last is None or number is None or number <= last:
-            return []  # not (or no longer) subscribed, or already sent from history
-        if number == last + 1:
-            self._sent[channel] = number
-            return [event_frame(channel, event)]
+    async def fill_gap(self, live: Live) -> list[Frame]:
+        """The frames for a live event that ``follows`` found ahead of the last one sent: the
+        missed events from the channel's history, then it; or ``reset`` if history lost them."""
+        channel, event = live.channel, live.event
+        last, number = self._sent[channel], event.ids[channel]
         history = await self._bus.history(channel, last)
         if not history.complete:
             WS_RESETS.inc()

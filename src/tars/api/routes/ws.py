@@ -67,15 +67,15 @@ async def live_feed(websocket: WebSocket) -> None:
                 await websocket.close(code=POLICY_VIOLATION, reason="too slow; reconnect")
                 return
             if isinstance(command, Live):
-                # Most frames are the next live event of a channel: sent without building a list.
                 follows = connection.follows(command)
-                if follows is None:
-                    continue
                 if follows:
+                    # Most frames are the next live event of a channel: sent without building a list.
                     await websocket.send_text(hub.frames.event_text(command.channel, command.event))
                     WS_EVENTS_SENT.inc()
                     continue
-            frames = await connection.frames(command)
+                frames = [] if follows is None else await connection.fill_gap(command)
+            else:
+                frames = await connection.frames(command)
             for frame in frames:
                 await websocket.send_text(hub.frames.text(frame))
             count_sent(frames)
