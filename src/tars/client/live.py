@@ -178,6 +178,10 @@ class ReconnectingWebSocketClient:
             if code in (GOING_AWAY, SERVICE_RESTART) and self.state is State.CONNECTED:
                 self._restart_deadline = asyncio.get_running_loop().time() + self._backoff.restart_window
             raise
+        except SilentServer:
+            # A close handshake with a server that stopped answering would only wait out close_timeout.
+            socket.transport.abort()
+            raise
         finally:
             self._socket = None
             await socket.close()
