@@ -75,7 +75,7 @@ def train_and_wait(runtime: Runtime, request: TrainingRequest, evaluation_episod
         request,
         evaluation_episodes=evaluation_episodes,
         limits=runtime.settings.memory_limits,
-        created_by=None,
+        by=None,
     )
     while True:
         with runtime.sessions() as session:

@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from tars.bus.base import EventBus, JobQueue, WorkerRegistry
-from tars.bus.memory import InProcessEventBus, InProcessJobQueue, InProcessWorkerRegistry
+from tars.bus.base import EventBus, Invalidations, JobQueue, WorkerRegistry
+from tars.bus.memory import DataDirInvalidations, InProcessEventBus, InProcessJobQueue, InProcessWorkerRegistry
+from tars.bus.redis_invalidations import RedisInvalidations
 from tars.bus.redis_streams import RedisEventBus, RedisJobQueue, RedisWorkerRegistry
 from tars.domain.runs import RunStatus
 from tars.services.auth import TokenService
+from tars.services.credentials import Authenticator
+from tars.services.login_sessions import SessionLifetimes
 from tars.services.training import requeue_unfinished
 from tars.settings import Settings
 from tars.storage import schema
@@ -36,8 +39,13 @@ class Runtime:
     bus: EventBus
     registry: WorkerRegistry
     tokens: TokenService
+    invalidations: Invalidations
+    authenticator: Authenticator
+    lifetimes: SessionLifetimes
 
     def close(self) -> None:
+        self.authenticator.close()
+        self.invalidations.close()
         self.queue.close()
         self.bus.close()
         self.engine.dispose()
@@ -63,6 +71,13 @@ def _recover_lost_jobs(sessions: SessionFactory, queue: RedisJobQueue) -> Callab
     return recover
 
 
+def make_invalidations(settings: Settings) -> Invalidations:
+    """How this deployment's processes tell each other to forget cached credentials."""
+    if settings.redis_url is None:
+        return DataDirInvalidations(settings.data_dir)
+    return RedisInvalidations(settings.redis_url)
+
+
 def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
     engine = make_engine(settings.sqlalchemy_url)
     if migrate_schema:
@@ -81,10 +96,12 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
     queue: JobQueue
     bus: EventBus
     registry: WorkerRegistry
+    invalidations: Invalidations
     if settings.redis_url is None:
         queue = InProcessJobQueue()
         bus = InProcessEventBus(window=settings.clear_frequency)
         registry = InProcessWorkerRegistry()
+        invalidations = make_invalidations(settings)
         # The in-process queue starts empty: runs the last process did not finish go back in it.
         requeue_unfinished(sessions, queue)
     else:
@@ -96,7 +113,27 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
         queue.on_groups_created = _recover_lost_jobs(sessions, queue)
         bus = RedisEventBus(settings.redis_url, window=settings.clear_frequency)
         registry = RedisWorkerRegistry(settings.redis_url)
-    tokens = TokenService(settings.jwt_signing_secret(), settings.jwt_expires_seconds)
+        invalidations = make_invalidations(settings)
+    signing_key, verifying_key = settings.jwt_keys()
+    tokens = TokenService(
+        signing_key, settings.jwt_expires_seconds, algorithm=settings.jwt_algorithm, verifying_key=verifying_key
+    )
+    authenticator = Authenticator(
+        tokens,
+        sessions,
+        invalidations,
+        cache_seconds=settings.auth_cache_seconds,
+        last_use_flush_seconds=settings.api_key_last_used_flush_seconds,
+    )
     return Runtime(
-        settings=settings, engine=engine, sessions=sessions, queue=queue, bus=bus, registry=registry, tokens=tokens
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        queue=queue,
+        bus=bus,
+        registry=registry,
+        tokens=tokens,
+        invalidations=invalidations,
+        authenticator=authenticator,
+        lifetimes=SessionLifetimes(settings.refresh_token_expires_seconds, settings.session_max_seconds),
     )

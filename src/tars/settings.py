@@ -10,7 +10,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,7 +39,20 @@ class Settings(BaseSettings):
     orchestration_url: str | None = Field(default=None, description="Where the CLI submits training jobs")
 
     jwt_secret: SecretStr | None = None
-    jwt_expires_seconds: int = Field(default=3600, ge=60)
+    # HS256 signs with jwt_secret; RS256 and EdDSA with the private key in jwt_private_key_file
+    # (PEM), checked with its public half (or jwt_public_key_file).
+    jwt_algorithm: Literal["HS256", "RS256", "EdDSA"] = "HS256"
+    jwt_private_key_file: Path | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_expires_seconds: int = Field(default=900, ge=60, description="Access tokens: short-lived")
+    refresh_token_expires_seconds: int = Field(default=7 * 86400, ge=300)
+    session_max_seconds: int = Field(
+        default=30 * 86400, ge=300, description="A login ends after this, refreshed or not"
+    )
+    # How long a replica may answer from memory what the database says about a key, user or session;
+    # revocations reach every replica at once regardless (announced over Redis when distributed).
+    auth_cache_seconds: float = Field(default=300.0, ge=0)
+    api_key_last_used_flush_seconds: float = Field(default=60.0, gt=0)
 
     evaluation_episodes: int = Field(default=10, ge=1, le=1000)
     artifact_dir: Path | None = Field(default=None, description="Model checkpoints; default data_dir/artifacts")
@@ -118,6 +131,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _key_pair_for_asymmetric(self) -> Self:
+        if self.jwt_algorithm != "HS256" and self.jwt_private_key_file is None:
+            raise ValueError(f"jwt_algorithm {self.jwt_algorithm} needs jwt_private_key_file (a PEM private key)")
+        return self
+
+    @model_validator(mode="after")
     def _resolve_paths(self) -> Self:
         self.data_dir = self.data_dir.expanduser().resolve()
         self.artifact_dir = (self.artifact_dir or self.data_dir / "artifacts").expanduser().resolve()
@@ -179,6 +198,33 @@ class Settings(BaseSettings):
         secret = path.read_text().strip()
         _check_secret(secret)
         return secret
+
+    def jwt_keys(self) -> tuple[Any, Any]:
+        """(signing key, verifying key) for jwt_algorithm."""
+        if self.jwt_algorithm == "HS256":
+            secret = self.jwt_signing_secret()
+            return secret, secret
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+        assert self.jwt_private_key_file is not None  # the validator requires it
+        try:
+            private = serialization.load_pem_private_key(self.jwt_private_key_file.read_bytes(), password=None)
+            public = (
+                serialization.load_pem_public_key(self.jwt_public_key_file.read_bytes())
+                if self.jwt_public_key_file
+                else private.public_key()
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"cannot load the JWT key pair: {exc}") from exc
+        if self.jwt_algorithm == "RS256":
+            if not isinstance(private, rsa.RSAPrivateKey) or not isinstance(public, rsa.RSAPublicKey):
+                raise ValueError("RS256 needs an RSA key pair")
+            if private.key_size < 2048:
+                raise ValueError("RS256 needs an RSA key of at least 2048 bits")
+        elif not isinstance(private, ed25519.Ed25519PrivateKey) or not isinstance(public, ed25519.Ed25519PublicKey):
+            raise ValueError("EdDSA needs an Ed25519 key pair")
+        return private, public
 
 
 def _check_secret(secret: str) -> None:

@@ -13,9 +13,12 @@ from starlette.types import Receive, Scope, Send
 
 from tars.api.applications import create_dashboard_app, create_orchestration_app
 from tars.api.ratelimit import RateLimitMiddleware, RateLimits
+from tars.bus.memory import DataDirInvalidations
 from tars.runtime import Runtime, build_runtime
 from tars.services.auth import TokenService
+from tars.services.credentials import Authenticator
 from tars.settings import Settings
+from tars.storage.database import make_engine, make_session_factory
 from tests.conftest import free_port, make_settings
 
 
@@ -89,7 +92,9 @@ def test_unreachable_counters_let_requests_through(tmp_path: Path, caplog: pytes
 
     dead = make_settings(tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     app = Starlette()
-    app.add_middleware(RateLimitMiddleware, limits=RateLimits(dead), tokens=TokenService("t" * 48, 60))
+    sessions = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'unused.db'}"))
+    authenticator = Authenticator(TokenService("t" * 48, 60), sessions, DataDirInvalidations(tmp_path))
+    app.add_middleware(RateLimitMiddleware, limits=RateLimits(dead), authenticator=authenticator)
     app.mount("/api", ok)
     with TestClient(app) as client:
         assert client.get("/api/v1/agents").status_code == 200

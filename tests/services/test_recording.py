@@ -25,7 +25,7 @@ def _queued_run(runtime: Runtime) -> tuple[TrainingRunRow, Delivery, RunRecorder
         TrainingRequest(agent_id="dqn", episodes=2),
         evaluation_episodes=1,
         limits=runtime.settings.memory_limits,
-        created_by=None,
+        by=None,
     )
     delivery = runtime.queue.receive("w", timeout=1)
     assert delivery is not None

@@ -37,7 +37,7 @@ def submit(runtime: Runtime, **fields: object) -> str:
         request,
         evaluation_episodes=2,
         limits=runtime.settings.memory_limits,
-        created_by=None,
+        by=None,
     )
     return run.id
 
@@ -150,7 +150,7 @@ def test_a_running_run_is_cancelled_and_its_training_stopped(runtime: Runtime, b
         wait_running(runtime, run_id)
         children, threads = training_processes(), training_threads()
         assert (bool(children), bool(threads)) == (beside_apis, not beside_apis)
-        cancel_run(runtime.sessions, runtime.bus, run_id)
+        cancel_run(runtime.sessions, runtime.bus, run_id, by=None)
         assert wait_for(runtime, run_id, FINISHED, timeout=15) is RunStatus.CANCELLED
         _gone, alive = psutil.wait_procs(children, timeout=10)
         assert not alive
@@ -168,7 +168,7 @@ def test_a_running_run_is_cancelled_and_its_training_stopped(runtime: Runtime, b
 
 def test_a_queued_run_cancelled_before_a_worker_takes_it_is_never_trained(runtime: Runtime) -> None:
     run_id = submit(runtime)
-    cancel_run(runtime.sessions, runtime.bus, run_id)
+    cancel_run(runtime.sessions, runtime.bus, run_id, by=None)
     late = make_worker(runtime, beside_apis=False)
     late.start()
     try:
@@ -218,7 +218,7 @@ def test_heartbeats_show_the_worker_and_what_it_runs(runtime: Runtime, worker: W
     [status] = runtime.registry.workers()
     assert (status.name, status.busy, status.runs, status.state) == ("test-worker", 1, [run_id], "running")
     assert status.rss_bytes > 50 * 2**20  # the worker and its training child
-    cancel_run(runtime.sessions, runtime.bus, run_id)
+    cancel_run(runtime.sessions, runtime.bus, run_id, by=None)
     wait_for(runtime, run_id, FINISHED)
 
 

@@ -14,7 +14,7 @@ from tars.api.observability import RequestMetricsMiddleware, SecurityHeadersMidd
 from tars.api.observability import router as metrics_router
 from tars.api.ratelimit import RateLimitMiddleware, RateLimits
 from tars.api.realtime import Hub
-from tars.api.routes import agents, auth, environments, evaluations, health, runs, train, ui, ws
+from tars.api.routes import agents, apikeys, audit, auth, environments, evaluations, health, runs, train, ui, users, ws
 from tars.runtime import Runtime
 from tars.version import __version__
 
@@ -38,7 +38,7 @@ def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object
     app.add_middleware(SecurityHeadersMiddleware)
     app.state.rate_limits = RateLimits(settings) if settings.rate_limit_enabled else None
     if app.state.rate_limits is not None:
-        app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, tokens=runtime.tokens)
+        app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, authenticator=runtime.authenticator)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -50,6 +50,9 @@ def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(auth.router)
+    # Administration on both services: an operator's tools reach whichever they are given.
+    for router in (users.router, apikeys.router, audit.router):
+        app.include_router(router)
     return app
 
 

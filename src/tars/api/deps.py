@@ -7,14 +7,17 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.dependencies.models import Dependant
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from tars.domain.users import Role
+from tars.domain.users import Principal, Role
 from tars.runtime import Runtime
-from tars.services.auth import AuthenticationFailed, Principal
+from tars.services.auth import AuthenticationFailed
 
-_bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/login")
+_bearer = HTTPBearer(
+    auto_error=False, description="An access token from POST /api/v1/auth/login, or an API key (tars_...)"
+)
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (tars_...)")
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -33,15 +36,40 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+ClientAddress = Annotated[str | None, Depends(client_address)]
+
+
+def presented_credential(request: Request) -> str | None:
+    """The bearer credential of a request (Authorization: Bearer, or X-API-Key), if any."""
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    return request.headers.get("x-api-key") or None
+
+
 def get_principal(
-    runtime: RuntimeDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    runtime: RuntimeDep,
+    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    known: Principal | None = getattr(request.state, "principal", None)  # the rate limiter asked already
+    if known is not None:
+        return known.at(client_address(request))
+    credential = presented_credential(request)
+    if credential is None:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers={"WWW-Authenticate": "Bearer"}
+            status.HTTP_401_UNAUTHORIZED,
+            "missing credentials: send Authorization: Bearer <token or API key>",
+            headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        return runtime.tokens.verify(credentials.credentials)
+        return runtime.authenticator.authenticate(credential).at(client_address(request))
     except AuthenticationFailed as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
 

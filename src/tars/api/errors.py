@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from tars.domain.errors import Conflict, InvalidField, NotFound, Unavailable
+
+# FastAPI refuses a body it cannot even decode (bytes that are not UTF-8) with 400, before any validation:
+# each route that reads a body says so.
+UNREADABLE_BODY: dict[int | str, dict[str, Any]] = {400: {"description": "the body is not UTF-8 text"}}
 
 
 def install_error_handlers(app: FastAPI) -> None:

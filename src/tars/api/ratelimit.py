@@ -13,13 +13,17 @@ import logging
 import math
 import time
 
+import anyio.to_thread
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tars.api.deps import presented_credential
 from tars.bus import keys
-from tars.services.auth import AuthenticationFailed, TokenService
+from tars.services.auth import AuthenticationFailed
+from tars.services.credentials import Authenticator
 from tars.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,16 +74,16 @@ class RateLimits:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limits: RateLimits, tokens: TokenService) -> None:
+    def __init__(self, app: ASGIApp, limits: RateLimits, authenticator: Authenticator) -> None:
         self.app = app
         self.limits = limits
-        self.tokens = tokens
+        self.authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             await self.app(scope, receive, send)
             return
-        route_class, identity = self._classify(scope)
+        route_class, identity = await self._classify(scope)
         try:
             allowed, item, remaining, reset = await self.limits.hit(route_class, identity)
         except Exception as exc:  # the counters are unreachable: serve rather than fail
@@ -102,19 +106,27 @@ class RateLimitMiddleware:
 
         await self.app(scope, receive, send_with_headers)
 
-    def _classify(self, scope: Scope) -> tuple[str, str]:
+    async def _classify(self, scope: Scope) -> tuple[str, str]:
         client = scope.get("client")
         address = f"address:{client[0] if client else 'unknown'}"
         if scope["path"] == LOGIN_PATH:
             return "login", address
         route_class = "read" if scope["method"] in READ_METHODS else "write"
-        for name, value in scope["headers"]:
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                try:
-                    return route_class, f"user:{self.tokens.verify(value[7:].decode('latin-1')).user_id}"
-                except AuthenticationFailed:
-                    break  # counted by address; the route answers 401
-        return route_class, address
+        credential = presented_credential(Request(scope))
+        if credential is None:
+            return route_class, address
+        try:
+            principal = self.authenticator.cached(credential)
+            if principal is None:  # a cold credential: the database is asked, off the event loop
+                principal = await anyio.to_thread.run_sync(self.authenticator.authenticate, credential)
+        except AuthenticationFailed:
+            return route_class, address  # counted by address; the route answers 401
+        except Exception as exc:  # the database is away: the route will say so
+            log.warning("could not identify a request for rate limiting: %s", exc)
+            return route_class, address
+        # The route's own dependency takes it from here instead of authenticating again.
+        scope.setdefault("state", {})["principal"] = principal
+        return route_class, f"user:{principal.user_id}"
 
 
 async def _too_many_requests(

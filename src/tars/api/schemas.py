@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tars.domain.regions import REGIONS
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+# A row's id, in a path say: the database's integers are 64-bit, so a larger one is refused (422), not sent.
+RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 Region = Literal["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-1"]
 assert set(Region.__args__) == set(REGIONS)  # type: ignore[attr-defined]
 
@@ -47,7 +49,97 @@ class LoginIn(RequestModel):
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
-    expires_in: int
+    expires_in: int = Field(description="Seconds the access token is valid")
+    refresh_token: str = Field(description="Exchange once at POST /api/v1/auth/refresh for a new pair")
+    refresh_expires_in: int
+
+
+class RefreshIn(RequestModel):
+    refresh_token: str = Field(min_length=1, max_length=256)
+
+
+class LogoutIn(RequestModel):
+    refresh_token: str | None = Field(
+        default=None, max_length=256, description="Ends this token's session; without it, the calling token's"
+    )
+
+
+Username = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+RoleName = Literal["viewer", "operator", "admin"]
+
+
+class UserIn(RequestModel):
+    username: Username
+    password: str = Field(min_length=8, max_length=1024)
+    role: RoleName = "viewer"
+
+
+class UserPatch(RequestModel):
+    role: RoleName | None = None
+    active: bool | None = None
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    role: str
+    active: bool
+    created_at: datetime
+
+
+class UserListOut(BaseModel):
+    items: list[UserOut]
+
+
+class ApiKeyIn(RequestModel):
+    user: Username
+    role: RoleName
+    name: str | None = Field(default=None, max_length=128)
+    expires_in: str | None = Field(default=None, max_length=16, description="e.g. 30d, 12h, 2w; none: no expiry")
+
+
+class ApiKeyOut(BaseModel):
+    id: int
+    prefix: str = Field(description="The key's public part, safe to show and log")
+    user_id: int
+    name: str | None
+    role: str
+    active: bool
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreatedOut(ApiKeyOut):
+    key: str = Field(description="The whole key. Shown this once: store it now")
+
+
+class ApiKeyListOut(BaseModel):
+    items: list[ApiKeyOut]
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: datetime
+    actor: str
+    actor_user_id: int | None
+    credential: str | None
+    credential_id: str | None
+    address: str | None
+    action: str
+    target: str | None
+    outcome: str
+    details: dict[str, Any] | None
+
+
+class AuditPageOut(BaseModel):
+    items: list[AuditEventOut]
+    next_before_id: int | None = Field(description="Pass as before_id for the next (older) page")
 
 
 class TrainIn(RequestModel):

@@ -35,3 +35,10 @@ def events_channel(database: int) -> str:
 
 # Rate-limit counters (kept by the `limits` library under this prefix: rate_limit:{LIMITER/...}).
 RATE_LIMIT_PREFIX = "rate_limit"
+
+AUTH_INVALIDATIONS_PREFIX = "tars:auth:invalidations:"
+
+
+def auth_invalidations(database: int) -> str:
+    """The pub/sub channel on which replicas tell each other to forget cached credentials."""
+    return f"{AUTH_INVALIDATIONS_PREFIX}{database}"

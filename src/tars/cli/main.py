@@ -10,6 +10,7 @@ import click
 from pydantic import ValidationError
 
 from tars.cli import client
+from tars.cli.apikeys import apikeys
 from tars.domain.errors import TarsError
 from tars.domain.users import Role
 from tars.settings import Settings
@@ -203,6 +204,7 @@ def users_create(ctx: click.Context, username: str, role: str, password_stdin: b
         engine.dispose()
 
 
+cli.add_command(apikeys)
 cli.add_command(client.login)
 cli.add_command(client.train)
 cli.add_command(client.cancel)

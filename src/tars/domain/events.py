@@ -15,6 +15,7 @@ class EventType:
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
     EVALUATION_CREATED = "evaluation.created"
+    EVALUATION_DELETED = "evaluation.deleted"
 
 
 PLAIN_CHANNELS = ("runs", "evaluations")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -17,3 +18,27 @@ class Role(StrEnum):
 
 
 _RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+class Credential(StrEnum):
+    """How a principal proved who it is."""
+
+    PASSWORD = "password"
+    TOKEN = "token"
+    API_KEY = "api_key"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who makes a request, by which credential, and from where: what the audit log records."""
+
+    user_id: int | None
+    username: str
+    role: Role
+    credential: Credential = Credential.TOKEN
+    # The API key (its public prefix) or the login session (refresh-token family) behind the request.
+    credential_id: str | None = None
+    address: str | None = None
+
+    def at(self, address: str | None) -> Principal:
+        return Principal(self.user_id, self.username, self.role, self.credential, self.credential_id, address)

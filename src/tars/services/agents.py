@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from tars.domain.agents import check_algorithm, check_environment
+from tars.domain.audit import AuditAction
 from tars.domain.errors import Conflict
 from tars.domain.hyperparameters import MemoryLimits, check_memory, validate_hyperparameters
 from tars.domain.tuning import tuned_defaults
+from tars.domain.users import Principal
+from tars.services import audit
 from tars.storage import agents, runs
 from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import AgentRow
@@ -50,10 +53,11 @@ def update_agent(
         return agents.update_agent(session, agent_id, environment=environment, hyperparameters=hyperparameters)
 
 
-def delete_agent(sessions: SessionFactory, agent_id: str) -> None:
+def delete_agent(sessions: SessionFactory, agent_id: str, *, by: Principal | None) -> None:
     with transaction(sessions) as session:
         agents.get_agent(session, agent_id)
         active = runs.count_active_runs(session, agent_id)
         if active:
             raise Conflict(f"agent {agent_id!r} has {active} run(s) queued or running; cancel them first")
         agents.delete_agent(session, agent_id)
+        audit.record(session, by, AuditAction.AGENT_DELETED, target=agent_id)

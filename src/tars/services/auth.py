@@ -1,35 +1,36 @@
-"""Users, logins and the bearer tokens they get."""
+"""Users, passwords, and the signed access tokens a login session hands out."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import jwt
 from sqlalchemy.orm import Session
 
-from tars.domain.errors import InvalidField
-from tars.domain.users import Role
+from tars.domain.audit import AuditAction
+from tars.domain.errors import Conflict, InvalidField, NotFound
+from tars.domain.users import Credential, Principal, Role
+from tars.services import audit
 from tars.services.passwords import hash_password, verify_password
 from tars.storage import users
 from tars.storage.tables import UserRow
 from tars.storage.types import utcnow
 
-ALGORITHM = "HS256"
 ISSUER = "tars"
 AUDIENCE = "tars-api"
 MIN_PASSWORD_LENGTH = 8
+# Symmetric (the secret from settings) or asymmetric (a key pair: replicas that only verify could
+# hold the public key alone).
+ALGORITHMS = ("HS256", "RS256", "EdDSA")
+
+__all__ = ["AuthenticationFailed", "IssuedToken", "Principal", "TokenService"]
 
 
 class AuthenticationFailed(Exception):
     """Credentials or a token could not be accepted; the message is safe to show."""
-
-
-@dataclass(frozen=True)
-class Principal:
-    user_id: int
-    username: str
-    role: Role
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,32 @@ class IssuedToken:
     expires_in: int
 
 
+@dataclass(frozen=True)
+class VerifiedToken:
+    principal: Principal
+    # The login session the token belongs to: revoking it revokes the token.
+    session_id: str | None
+
+
 class TokenService:
-    def __init__(self, secret: str, expires_seconds: int) -> None:
-        self._secret = secret
+    def __init__(
+        self,
+        signing_key: Any,
+        expires_seconds: int,
+        *,
+        algorithm: str = "HS256",
+        verifying_key: Any = None,
+    ) -> None:
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unsupported JWT algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
+        self._signing_key = signing_key
+        self._verifying_key = verifying_key if verifying_key is not None else signing_key
+        self.algorithm = algorithm
         self.expires_seconds = expires_seconds
 
-    def issue(self, user: UserRow) -> IssuedToken:
+    def issue(self, user: UserRow, *, session_id: str | None = None) -> IssuedToken:
         now = utcnow()
-        claims = {
+        claims: dict[str, Any] = {
             "sub": str(user.id),
             "name": user.username,
             "role": user.role,
@@ -54,32 +73,72 @@ class TokenService:
             "iat": now,
             "nbf": now,
             "exp": now + timedelta(seconds=self.expires_seconds),
+            "jti": uuid.uuid4().hex,
         }
-        return IssuedToken(jwt.encode(claims, self._secret, algorithm=ALGORITHM), self.expires_seconds)
+        if session_id is not None:
+            claims["sid"] = session_id
+        token = jwt.encode(claims, self._signing_key, algorithm=self.algorithm)
+        return IssuedToken(token, self.expires_seconds)
 
     def verify(self, token: str) -> Principal:
+        return self.verify_claims(token).principal
+
+    def verify_claims(self, token: str) -> VerifiedToken:
         try:
+            # Only the configured algorithm: a token may not choose how it is checked (alg: none,
+            # or HS256 signed with a public key).
             claims = jwt.decode(
                 token,
-                self._secret,
-                algorithms=[ALGORITHM],
+                self._verifying_key,
+                algorithms=[self.algorithm],
                 audience=AUDIENCE,
                 issuer=ISSUER,
                 options={"require": ["exp", "iat", "nbf", "sub", "role", "iss", "aud"]},
             )
-            return Principal(
+            principal = Principal(
                 user_id=int(claims["sub"]), username=str(claims.get("name", "")), role=Role(claims["role"])
             )
-        except (jwt.PyJWTError, ValueError, KeyError) as exc:
+            session_id = claims.get("sid")
+            return VerifiedToken(principal, str(session_id) if session_id is not None else None)
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
             raise AuthenticationFailed("invalid or expired token") from exc
 
 
-def create_user(session: Session, username: str, password: str, role: Role) -> UserRow:
-    if not username or len(username) > 64 or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
+def valid_username(username: str) -> bool:
+    return 0 < len(username) <= 64 and username.replace("-", "").replace("_", "").replace(".", "").isalnum()
+
+
+def create_user(session: Session, username: str, password: str, role: Role, *, by: Principal | None = None) -> UserRow:
+    if not valid_username(username):
         raise InvalidField("username", "use 1-64 letters, digits, '.', '-' or '_'")
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidField("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
-    return users.create_user(session, username, hash_password(password), role)
+    if len(password) > 1024:
+        raise InvalidField("password", "at most 1024 characters")
+    row = users.create_user(session, username, hash_password(password), role)
+    audit.record(session, by, AuditAction.USER_CREATED, target=username, details={"role": role.value})
+    return row
+
+
+def update_user(
+    session: Session, by: Principal | None, user_id: int, *, role: Role | None = None, active: bool | None = None
+) -> UserRow:
+    """Change a user's role or standing; the caller tells every replica to forget cached credentials."""
+    user = users.get_user(session, user_id)
+    if user is None:
+        raise NotFound("user", user_id)
+    if by is not None and by.user_id == user_id and (active is False or (role is not None and role != user.role)):
+        raise Conflict("an admin cannot demote or deactivate themself; ask another admin")
+    if role is not None and role != user.role:
+        audit.record(
+            session, by, AuditAction.ROLE_CHANGED, target=user.username, details={"from": user.role, "to": role.value}
+        )
+        user.role = role.value
+    if active is not None and active != user.active:
+        action = AuditAction.USER_REACTIVATED if active else AuditAction.USER_DEACTIVATED
+        audit.record(session, by, action, target=user.username)
+        user.active = active
+    return user
 
 
 def authenticate(session: Session, username: str, password: str) -> UserRow:
@@ -91,6 +150,5 @@ def authenticate(session: Session, username: str, password: str) -> UserRow:
     return user
 
 
-def principal_still_active(session: Session, principal: Principal) -> bool:
-    user = users.get_user(session, principal.user_id)
-    return user is not None and user.active
+def password_principal(user: UserRow, address: str | None) -> Principal:
+    return Principal(user.id, user.username, Role(user.role), Credential.PASSWORD, None, address)

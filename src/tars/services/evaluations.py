@@ -7,9 +7,12 @@ from typing import Any
 
 from tars.bus.base import EventBus
 from tars.domain.agents import ENVIRONMENTS
+from tars.domain.audit import AuditAction
 from tars.domain.errors import InvalidField, NotFound
 from tars.domain.events import Event, EventType
+from tars.domain.users import Principal
 from tars.metrics import count_evaluation
+from tars.services import audit
 from tars.storage import agents, evaluations
 from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import EvaluationRow
@@ -47,6 +50,21 @@ def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: Evalu
     count_evaluation(row.agent_id, row.environment, row.region, row.status, row.reward)
     bus.publish(Event(EventType.EVALUATION_CREATED, evaluation_event_data(row)))
     return row
+
+
+def delete_evaluation(sessions: SessionFactory, bus: EventBus, evaluation_id: int, *, by: Principal | None) -> None:
+    with transaction(sessions) as session:
+        row = evaluations.get_evaluation(session, evaluation_id)
+        data = evaluation_event_data(row)
+        evaluations.delete_evaluation(session, row)
+        audit.record(
+            session,
+            by,
+            AuditAction.EVALUATION_DELETED,
+            target=str(evaluation_id),
+            details={key: data[key] for key in ("agent_id", "environment", "region", "reward", "created_at")},
+        )
+    bus.publish(Event(EventType.EVALUATION_DELETED, data))
 
 
 def evaluation_event_data(row: EvaluationRow) -> dict[str, Any]:

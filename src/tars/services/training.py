@@ -12,11 +12,14 @@ from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus, JobQueue
 from tars.domain.agents import check_environment
+from tars.domain.audit import AuditAction
 from tars.domain.errors import InvalidField, NotFound, Unavailable
 from tars.domain.events import Event, EventType
 from tars.domain.hyperparameters import MemoryLimits, check_memory, validate_hyperparameters
 from tars.domain.runs import UNFINISHED, RunKind, RunStatus, TrainingJob
 from tars.domain.tuning import tuned_defaults
+from tars.domain.users import Principal
+from tars.services import audit
 from tars.storage import agents, runs
 from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import AgentRow, TrainingRunRow
@@ -54,13 +57,20 @@ def submit_training(
     *,
     evaluation_episodes: int,
     limits: MemoryLimits,
-    created_by: int | None,
+    by: Principal | None,
 ) -> TrainingRunRow:
     if request.episodes is None and request.timesteps is None:
         raise InvalidField("episodes", "give episodes, timesteps or both")
     with transaction(sessions) as session:
         job, source_run_id = _training_job(session, request, evaluation_episodes, limits)
-        run = runs.create_run(session, job, created_by=created_by, source_run_id=source_run_id)
+        run = runs.create_run(session, job, created_by=by.user_id if by else None, source_run_id=source_run_id)
+        audit.record(
+            session,
+            by,
+            AuditAction.TRAINING_STARTED,
+            target=run.id,
+            details={"agent_id": job.agent_id, "episodes": job.episodes, "timesteps": job.timesteps},
+        )
     return _enqueue(sessions, queue, bus, job, run)
 
 
@@ -70,7 +80,7 @@ def submit_evaluation(
     bus: EventBus,
     request: EvaluationRequest,
     *,
-    created_by: int | None,
+    by: Principal | None,
 ) -> TrainingRunRow:
     """Evaluate an existing model on demand, as a run of kind ``evaluate``."""
     if (request.run_id is None) == (request.agent_id is None):
@@ -96,13 +106,21 @@ def submit_evaluation(
             seed=request.seed if request.seed is not None else secrets.randbelow(2**31),
             source_model=source.model_path,
         )
-        run = runs.create_run(session, job, created_by=created_by, source_run_id=source.id)
+        run = runs.create_run(session, job, created_by=by.user_id if by else None, source_run_id=source.id)
+        audit.record(
+            session,
+            by,
+            AuditAction.EVALUATION_STARTED,
+            target=run.id,
+            details={"agent_id": job.agent_id, "episodes": job.evaluation_episodes, "source_run": source.id},
+        )
     return _enqueue(sessions, queue, bus, job, run)
 
 
-def cancel_run(sessions: SessionFactory, bus: EventBus, run_id: str) -> TrainingRunRow:
+def cancel_run(sessions: SessionFactory, bus: EventBus, run_id: str, *, by: Principal | None) -> TrainingRunRow:
     with transaction(sessions) as session:
         run = runs.request_cancel(session, run_id)
+        audit.record(session, by, AuditAction.TRAINING_CANCELLED, target=run_id, details={"status": run.status})
     if run.status == RunStatus.CANCELLED.value:
         bus.publish(Event(EventType.RUN_CANCELLED, run_event_data(run)))
     return run

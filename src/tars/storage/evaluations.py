@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from tars.domain.errors import InvalidField
+from tars.domain.errors import InvalidField, NotFound
 from tars.storage.tables import EvaluationRow
 from tars.storage.types import utcnow
 
@@ -107,3 +107,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         return moment, int(row_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidField("cursor", "not a cursor this API returned", location="query") from exc
+
+
+def get_evaluation(session: Session, evaluation_id: int) -> EvaluationRow:
+    row = session.get(EvaluationRow, evaluation_id)
+    if row is None:
+        raise NotFound("evaluation", evaluation_id)
+    return row
+
+
+def delete_evaluation(session: Session, row: EvaluationRow) -> None:
+    session.delete(row)
+    session.flush()

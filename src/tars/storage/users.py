@@ -23,3 +23,7 @@ def get_user_by_username(session: Session, username: str) -> UserRow | None:
 
 def get_user(session: Session, user_id: int) -> UserRow | None:
     return session.get(UserRow, user_id)
+
+
+def list_users(session: Session) -> list[UserRow]:
+    return list(session.scalars(select(UserRow).order_by(UserRow.id)))

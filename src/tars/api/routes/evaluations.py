@@ -3,18 +3,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 
-from tars.api.deps import OperatorPrincipal, RuntimeDep, SessionDep, ViewerPrincipal
-from tars.api.schemas import EvaluationIn, EvaluationOut, EvaluationPageOut, Region
+from tars.api.deps import AdminPrincipal, OperatorPrincipal, RuntimeDep, SessionDep, ViewerPrincipal
+from tars.api.errors import UNREADABLE_BODY
+from tars.api.schemas import EvaluationIn, EvaluationOut, EvaluationPageOut, Region, RowId
 from tars.domain.errors import InvalidField
-from tars.services.evaluations import EvaluationSubmission, submit_evaluation
+from tars.services.evaluations import EvaluationSubmission, delete_evaluation, submit_evaluation
 from tars.storage import evaluations
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 
 
-@router.post("", response_model=EvaluationOut, status_code=status.HTTP_201_CREATED)
+@router.post("", response_model=EvaluationOut, status_code=status.HTTP_201_CREATED, responses=UNREADABLE_BODY)
 def create_evaluation(body: EvaluationIn, runtime: RuntimeDep, _principal: OperatorPrincipal) -> EvaluationOut:
     row = submit_evaluation(
         runtime.sessions,
@@ -56,3 +57,12 @@ def list_evaluations(
         cursor=cursor,
     )
     return EvaluationPageOut(items=[EvaluationOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
+
+
+@router.delete(
+    "/{evaluation_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"description": "no such evaluation"}}
+)
+def remove_evaluation(evaluation_id: RowId, runtime: RuntimeDep, principal: AdminPrincipal) -> Response:
+    """Delete one evaluation (a mistaken submission, say); the audit log keeps what it was."""
+    delete_evaluation(runtime.sessions, runtime.bus, evaluation_id, by=principal)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

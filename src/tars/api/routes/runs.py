@@ -28,7 +28,7 @@ def list_runs(
     return RunListOut(items=[RunOut.model_validate(row) for row in rows])
 
 
-@router.get("/{run_id}", response_model=RunDetailOut)
+@router.get("/{run_id}", response_model=RunDetailOut, responses={404: {"description": "no such run"}})
 def get_run(run_id: str, session: SessionDep, _principal: ViewerPrincipal) -> RunDetailOut:
     row = runs.get_run(session, run_id)
     detail = RunDetailOut.model_validate(row)
@@ -39,15 +39,22 @@ def get_run(run_id: str, session: SessionDep, _principal: ViewerPrincipal) -> Ru
     return detail
 
 
-@router.post("/{run_id}/cancel", response_model=RunOut, responses={409: {"description": "already finished"}})
-def cancel(run_id: str, runtime: RuntimeDep, _principal: OperatorPrincipal) -> RunOut:
-    return RunOut.model_validate(cancel_run(runtime.sessions, runtime.bus, run_id))
+@router.post(
+    "/{run_id}/cancel",
+    response_model=RunOut,
+    responses={404: {"description": "no such run"}, 409: {"description": "already finished"}},
+)
+def cancel(run_id: str, runtime: RuntimeDep, principal: OperatorPrincipal) -> RunOut:
+    return RunOut.model_validate(cancel_run(runtime.sessions, runtime.bus, run_id, by=principal))
 
 
 @router.get(
     "/{run_id}/model",
     response_class=FileResponse,
-    responses={200: {"content": {"application/zip": {}}, "description": "The SB3 checkpoint (a zip file)"}},
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The SB3 checkpoint (a zip file)"},
+        404: {"description": "no such run, or it has no model"},
+    },
 )
 def download_model(run_id: str, session: SessionDep, _principal: ViewerPrincipal) -> FileResponse:
     row = runs.get_run(session, run_id)

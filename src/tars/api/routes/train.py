@@ -3,13 +3,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tars.api.deps import OperatorPrincipal, RuntimeDep
+from tars.api.errors import UNREADABLE_BODY
 from tars.api.schemas import EvaluateIn, TrainIn, TrainOut
 from tars.services.training import EvaluationRequest, TrainingRequest, submit_evaluation, submit_training
 
 router = APIRouter(prefix="/api/v1", tags=["training"])
 
 
-@router.post("/train", response_model=TrainOut, responses={404: {"description": "unknown agent"}})
+@router.post("/train", response_model=TrainOut, responses={**UNREADABLE_BODY, 404: {"description": "unknown agent"}})
 def train(body: TrainIn, runtime: RuntimeDep, principal: OperatorPrincipal) -> TrainOut:
     run = submit_training(
         runtime.sessions,
@@ -26,18 +27,18 @@ def train(body: TrainIn, runtime: RuntimeDep, principal: OperatorPrincipal) -> T
         ),
         evaluation_episodes=runtime.settings.evaluation_episodes,
         limits=runtime.settings.memory_limits,
-        created_by=principal.user_id,
+        by=principal,
     )
     return TrainOut(run_id=run.id, status=run.status)
 
 
-@router.post("/evaluate", response_model=TrainOut, responses={404: {"description": "unknown agent"}})
+@router.post("/evaluate", response_model=TrainOut, responses={**UNREADABLE_BODY, 404: {"description": "unknown agent"}})
 def evaluate(body: EvaluateIn, runtime: RuntimeDep, principal: OperatorPrincipal) -> TrainOut:
     run = submit_evaluation(
         runtime.sessions,
         runtime.queue,
         runtime.bus,
         EvaluationRequest(episodes=body.episodes, run_id=body.run_id, agent_id=body.agent_id, seed=body.seed),
-        created_by=principal.user_id,
+        by=principal,
     )
     return TrainOut(run_id=run.id, status=run.status)

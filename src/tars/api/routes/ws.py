@@ -8,15 +8,17 @@ import json
 import time
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from tars.api.deps import Public
 from tars.api.realtime import Hub, Live, Subscribe, Unsubscribe, count_sent
 from tars.domain.events import is_channel
+from tars.domain.users import Principal
 from tars.metrics import WS_EVENTS_SENT, WS_SLOW_CONSUMERS
 from tars.runtime import Runtime
-from tars.services.auth import AuthenticationFailed, Principal
+from tars.services.auth import AuthenticationFailed
 
 router = APIRouter(dependencies=[Public])
 
@@ -151,7 +153,10 @@ async def _authenticate(websocket: WebSocket, runtime: Runtime) -> Principal | N
     try:
         if not isinstance(token, str):
             raise AuthenticationFailed('authenticate first: send {"type":"auth","token":...}')
-        return runtime.tokens.verify(token)
+        principal = runtime.authenticator.cached(token)
+        if principal is None:  # a cold credential: the database is asked, off the event loop
+            principal = await anyio.to_thread.run_sync(runtime.authenticator.authenticate, token)
+        return principal
     except AuthenticationFailed as exc:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.send_json({"type": "error", "message": str(exc)})

@@ -1,0 +1,54 @@
+"""Login sessions and the refresh tokens that rotate within them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tars.storage.tables import AuthSessionRow, RefreshTokenRow
+
+
+def add_session(session: Session, row: AuthSessionRow) -> AuthSessionRow:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_session(session: Session, session_id: str) -> AuthSessionRow | None:
+    return session.get(AuthSessionRow, session_id)
+
+
+def add_refresh_token(session: Session, row: RefreshTokenRow) -> RefreshTokenRow:
+    session.add(row)
+    session.flush()
+    return row
+
+
+def refresh_token_for_update(session: Session, token_id: str) -> RefreshTokenRow | None:
+    """The token, locked until the transaction ends: two refreshes racing with one token must not
+    both win (SQLite serialises writers anyway)."""
+    return session.scalars(
+        select(RefreshTokenRow).where(RefreshTokenRow.id == token_id).with_for_update()
+    ).one_or_none()
+
+
+def revoke_session(session: Session, session_id: str, reason: str, at: datetime) -> bool:
+    """Revoke a live session; False when it was revoked already."""
+    result = session.execute(
+        update(AuthSessionRow)
+        .where(AuthSessionRow.id == session_id, AuthSessionRow.revoked_at.is_(None))
+        .values(revoked_at=at, revoked_reason=reason)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def live_session_ids(session: Session, user_id: int, now: datetime) -> list[str]:
+    return list(
+        session.scalars(
+            select(AuthSessionRow.id).where(
+                AuthSessionRow.user_id == user_id, AuthSessionRow.revoked_at.is_(None), AuthSessionRow.expires_at > now
+            )
+        )
+    )
