@@ -7,7 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from tars.cli.main import cli
-from tests.conftest import PASSWORD, TEST_SECRET
+from tars.runtime import build_runtime
+from tars.services.auth import AuthenticationFailed
+from tests.conftest import PASSWORD, TEST_SECRET, make_settings
 
 
 @pytest.fixture
@@ -53,3 +55,39 @@ def test_worker_needs_redis(run_cli: Callable[..., tuple[int, str]]) -> None:
 def test_invalid_settings_are_reported(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["db", "status"], env={"TARS_DATA_DIR": str(tmp_path), "TARS_REGION": "moon-1"})
     assert result.exit_code == 1 and "unknown region 'moon-1'" in result.output
+
+
+def test_apikeys_create_list_and_revoke_reach_a_running_service(
+    run_cli: Callable[..., tuple[int, str]], tmp_path: Path
+) -> None:
+    assert run_cli("users", "create", "ci-bot", "--role", "operator", "--password-stdin", input=PASSWORD + "\n")[0] == 0
+    code, out = run_cli("apikeys", "create", "--user", "ci-bot", "--role", "admin")
+    assert code == 1 and "cannot have more than its user" in out
+    code, out = run_cli("apikeys", "create", "--user", "ci-bot", "--role", "operator", "--expires-in", "soon")
+    assert code == 1 and "expires_in" in out
+    code, out = run_cli(
+        "apikeys", "create", "--user", "ci-bot", "--role", "viewer", "--expires-in", "30d", "--name", "ci"
+    )
+    assert code == 0
+    key = out.strip().splitlines()[-1]
+    prefix = key[:17]
+    assert prefix.startswith("tars_") and f"created API key {prefix}" in out
+
+    # A service of this deployment (embedded: same data directory) authenticates with it, from its cache.
+    service = build_runtime(make_settings(tmp_path), migrate_schema=False)
+    try:
+        assert service.authenticator.authenticate(key).username == "ci-bot"
+        code, out = run_cli("apikeys", "list")
+        assert code == 0 and prefix in out and "ci-bot" in out and key[18:] not in out
+        code, out = run_cli("apikeys", "revoke", prefix)
+        assert (code, out.strip()) == (0, f"revoked API key {prefix}")
+        with pytest.raises(AuthenticationFailed, match="revoked"):
+            service.authenticator.authenticate(key)
+    finally:
+        service.close()
+    code, out = run_cli("apikeys", "revoke", prefix)
+    assert code == 1 and "already revoked" in out
+    code, out = run_cli("apikeys", "list")
+    assert prefix not in out
+    code, out = run_cli("apikeys", "list", "--all")
+    assert prefix in out and "revoked" in out

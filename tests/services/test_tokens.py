@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -13,6 +14,7 @@ import pytest
 from tars.domain.users import Role
 from tars.services.auth import AUDIENCE, ISSUER, AuthenticationFailed, TokenService
 from tars.storage.tables import UserRow
+from tests.conftest import make_settings
 
 SECRET = "s" * 64  # long enough for HS512 too, so that forgery is refused for its algorithm
 TOKENS = TokenService(SECRET, expires_seconds=900)
@@ -94,3 +96,84 @@ def test_the_api_answers_401_to_a_forged_token(backend: str, dashboard: Any, for
     response = dashboard.get("/api/v1/runs", headers={"Authorization": f"Bearer {FORGERIES[forgery]()}"})
     assert response.status_code == 401
     assert response.json()["detail"] == "invalid or expired token"
+
+
+def pem_pair(private: Any) -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import serialization
+
+    return (
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+    )
+
+
+def key_pair(algorithm: str) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    if algorithm == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "EdDSA"])
+def test_key_pair_tokens_are_accepted_and_forgeries_refused(algorithm: str, tmp_path: Path) -> None:
+    private_pem, public_pem = pem_pair(key_pair(algorithm))
+    (tmp_path / "jwt.pem").write_bytes(private_pem)
+    settings = make_settings(tmp_path, jwt_algorithm=algorithm, jwt_private_key_file=tmp_path / "jwt.pem")
+    signing, verifying = settings.jwt_keys()
+    tokens = TokenService(signing, 900, algorithm=algorithm, verifying_key=verifying)
+    issued = tokens.issue(user(Role.ADMIN)).access_token
+    assert jwt.get_unverified_header(issued)["alg"] == algorithm
+    assert tokens.verify(issued).role is Role.ADMIN
+    # A replica holding only the public key verifies too.
+    (tmp_path / "jwt.pub").write_bytes(public_pem)
+    verifier_settings = make_settings(
+        tmp_path,
+        jwt_algorithm=algorithm,
+        jwt_private_key_file=tmp_path / "jwt.pem",
+        jwt_public_key_file=tmp_path / "jwt.pub",
+    )
+    verifier = TokenService(None, 900, algorithm=algorithm, verifying_key=verifier_settings.jwt_keys()[1])
+    assert verifier.verify(issued).user_id == 7
+    other_private, _ = pem_pair(key_pair(algorithm))
+    forgeries = {
+        "another key pair": jwt.encode(claims(), serialization_key(other_private), algorithm=algorithm),
+        # The classic confusion: HS256 "signed" with the public key, which everybody has.
+        "HS256 with the public key": hmac_signed_with(public_pem),
+        "alg none": unsigned(claims(role="admin")),
+        "HS256 with a secret": jwt.encode(claims(), SECRET, algorithm="HS256"),
+    }
+    for name, forged in forgeries.items():
+        with pytest.raises(AuthenticationFailed):
+            tokens.verify(forged)
+        assert name
+
+
+def serialization_key(pem: bytes) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(pem, password=None)
+
+
+def hmac_signed_with(secret: bytes) -> str:
+    import hashlib
+    import hmac
+
+    header = encode_segment({"alg": "HS256", "typ": "JWT"})
+    payload = encode_segment({k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in claims().items()})
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{base64.urlsafe_b64encode(signature).decode().rstrip('=')}"
+
+
+def test_settings_refuse_a_key_pair_that_does_not_fit(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs jwt_private_key_file"):
+        make_settings(tmp_path, jwt_algorithm="RS256")
+    ed_pem, _ = pem_pair(key_pair("EdDSA"))
+    (tmp_path / "ed.pem").write_bytes(ed_pem)
+    with pytest.raises(ValueError, match="RS256 needs an RSA key pair"):
+        make_settings(tmp_path, jwt_algorithm="RS256", jwt_private_key_file=tmp_path / "ed.pem").jwt_keys()
+    (tmp_path / "junk.pem").write_text("not a key")
+    with pytest.raises(ValueError, match="cannot load the JWT key pair"):
+        make_settings(tmp_path, jwt_algorithm="EdDSA", jwt_private_key_file=tmp_path / "junk.pem").jwt_keys()

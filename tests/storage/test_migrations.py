@@ -10,7 +10,8 @@ from tars.storage import migrate, schema
 from tars.storage.database import make_engine
 from tests.conftest import make_settings
 
-TABLES = {"agents", "training_runs", "training_steps", "evaluations", "users", "api_keys"}
+TABLES = {"agents", "training_runs", "training_steps", "evaluations", "users", "api_keys", "auth_sessions",
+          "refresh_tokens", "audit_events"}  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -53,5 +54,21 @@ def test_the_head_the_services_expect_is_the_newest_migration(tmp_path: Path) ->
     engine = make_engine(f"sqlite:///{tmp_path / 'tars.db'}")
     try:
         assert migrate.head_revision(engine) == schema.HEAD_REVISION
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_schema_the_code_declares(empty_database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from tars.storage.tables import Base
+
+    engine = make_engine(empty_database_url)
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
