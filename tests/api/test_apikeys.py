@@ -70,9 +70,7 @@ def test_a_wrong_or_malformed_key_is_refused(dashboard: TestClient, auth: dict[s
 
 
 def test_a_key_cannot_outrank_its_user(dashboard: TestClient, auth: dict[str, dict[str, str]]) -> None:
-    response = dashboard.post(
-        "/api/v1/apikeys", json={"user": "viewer-user", "role": "admin"}, headers=auth["admin"]
-    )
+    response = dashboard.post("/api/v1/apikeys", json={"user": "viewer-user", "role": "admin"}, headers=auth["admin"])
     assert response.status_code == 422
     assert "cannot have more than its user" in response.text
     for body, field in (
