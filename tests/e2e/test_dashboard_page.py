@@ -143,3 +143,48 @@ def test_wrong_password_is_shown_on_the_form(embedded_stack: Callable[..., Stack
     page.click("button[type=submit]")
     expect(page.locator("#login-error")).to_have_text("incorrect username or password")
     expect(page.locator("#dashboard-view")).to_be_hidden()
+
+
+@pytest.mark.browser
+def test_the_page_renews_its_short_lived_token_and_logout_ends_the_session_on_the_server(
+    embedded_stack: Callable[..., Stack], browser: Browser
+) -> None:
+    stack = embedded_stack()
+    stack.create_user("olivia", "viewer")
+    page = browser.new_page()
+    page.set_default_timeout(10_000)
+    page.goto(stack.dashboard_url + "/")
+    page.fill("input[name=username]", "olivia")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#connection")).to_have_text("connected")
+    first_refresh = page.evaluate("sessionStorage.getItem('tars.refresh')")
+    assert first_refresh and first_refresh.startswith("rt.")
+
+    # The access token runs out (made to look expired: the page renews before sending it).
+    page.evaluate(
+        """() => {
+        const [header, , signature] = sessionStorage.getItem('tars.token').split('.');
+        const claims = {name: 'olivia', role: 'viewer', exp: Math.floor(Date.now() / 1000) - 5};
+        const body = btoa(JSON.stringify(claims)).replace(/=+$/, '').replace(/\\+/g, '-').replace(/\\//g, '_');
+        sessionStorage.setItem('tars.token', `${header}.${body}.${signature}`);
+    }"""
+    )
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/auth/refresh")) as renewal:
+        page.click("nav a[data-route=evaluations]")
+    assert renewal.value.status == 200
+    expect(page.locator("#evaluations-page")).to_be_visible()
+    expect(page.locator("#dashboard-view")).to_be_visible()
+    renewed_refresh = page.evaluate("sessionStorage.getItem('tars.refresh')")
+    assert renewed_refresh != first_refresh  # rotated
+    token = page.evaluate("sessionStorage.getItem('tars.token')")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{stack.dashboard_url}/api/v1/agents", headers=headers).status_code == 200
+
+    # Logging out ends the session on the server: neither token works afterwards, anywhere.
+    page.click("#logout")
+    expect(page.locator("#login-view")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('tars.refresh')") is None
+    assert httpx.get(f"{stack.dashboard_url}/api/v1/agents", headers=headers).status_code == 401
+    refused = httpx.post(f"{stack.dashboard_url}/api/v1/auth/refresh", json={"refresh_token": renewed_refresh})
+    assert refused.status_code == 401

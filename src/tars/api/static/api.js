@@ -1,10 +1,14 @@
 // The REST API of this origin, and the session the page keeps for it.
 //
-// The token lives in sessionStorage: it survives a reload of the tab but not the tab itself, and
-// other tabs do not share it.
+// The tokens live in sessionStorage: they survive a reload of the tab but not the tab itself, and
+// other tabs do not share them. The access token is short-lived (15 min by default); the refresh
+// token renews it, once per use, as requests need it.
 
 const TOKEN_KEY = "tars.token";
+const REFRESH_KEY = "tars.refresh";
 const ROLES = ["viewer", "operator", "admin"];
+// A token this close to its expiry is renewed before use rather than sent to be refused.
+const RENEW_MARGIN_MS = 30_000;
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -18,19 +22,66 @@ export function readSession() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (!token) return null;
   const claims = tokenClaims(token);
-  if (!claims || (claims.exp && claims.exp * 1000 <= Date.now())) {
-    sessionStorage.removeItem(TOKEN_KEY);
+  const expired = !claims || (claims.exp && claims.exp * 1000 <= Date.now());
+  if (expired && !sessionStorage.getItem(REFRESH_KEY)) {
+    forgetToken();
     return null;
   }
   return { token, username: claims.name || "", role: ROLES.includes(claims.role) ? claims.role : "viewer" };
 }
 
-export function saveToken(token) {
-  sessionStorage.setItem(TOKEN_KEY, token);
+export function saveTokens({ access_token, refresh_token }) {
+  sessionStorage.setItem(TOKEN_KEY, access_token);
+  if (refresh_token) sessionStorage.setItem(REFRESH_KEY, refresh_token);
 }
 
 export function forgetToken() {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(REFRESH_KEY);
+}
+
+let renewing = null;
+
+/**
+ * Exchange the refresh token for a new pair; resolves true when the session goes on. Calls made
+ * together share one exchange: a refresh token works once, and a second use would end the session.
+ */
+export function renewSession() {
+  if (!renewing) {
+    renewing = exchangeRefreshToken().finally(() => {
+      renewing = null;
+    });
+  }
+  return renewing;
+}
+
+async function exchangeRefreshToken() {
+  const refresh_token = sessionStorage.getItem(REFRESH_KEY);
+  if (!refresh_token) return false;
+  let response;
+  try {
+    response = await fetch("/api/v1/auth/refresh", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ refresh_token }),
+    });
+  } catch {
+    return false;
+  }
+  if (!response.ok) {
+    if (response.status === 401) forgetToken();
+    return false;
+  }
+  saveTokens(await response.json());
+  return true;
+}
+
+/** An access token good for the next little while, renewed first if it is about to run out. */
+export async function currentToken() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const claims = token && tokenClaims(token);
+  if (claims && claims.exp && claims.exp * 1000 - Date.now() < RENEW_MARGIN_MS) await renewSession();
+  return sessionStorage.getItem(TOKEN_KEY) || "";
 }
 
 /** Operators and admins may start training and submit evaluations. */
@@ -59,10 +110,6 @@ export function whenUnauthorized(handler) {
  * message is the server's own explanation when it gives one.
  */
 export async function api(path, { method = "GET", body, query, signal } = {}) {
-  const session = readSession();
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (session) headers.Authorization = `Bearer ${session.token}`;
   let url = path;
   if (query) {
     const params = new URLSearchParams();
@@ -72,17 +119,27 @@ export async function api(path, { method = "GET", body, query, signal } = {}) {
     const text = params.toString();
     if (text) url += `?${text}`;
   }
+  const anonymous = path.startsWith("/api/v1/auth/") && path !== "/api/v1/auth/logout";
   let response;
-  try {
-    response = await fetch(url, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch (error) {
-    if (error.name === "AbortError") throw error;
-    throw new ApiError(0, "the server cannot be reached");
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const token = anonymous ? "" : await currentToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
+    try {
+      response = await fetch(url, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (error) {
+      if (error.name === "AbortError") throw error;
+      throw new ApiError(0, "the server cannot be reached");
+    }
+    // Refused: the access token ran out early, or was revoked. One renewal, then the login form.
+    if (response.status !== 401 || anonymous || attempt > 0 || !(await renewSession())) break;
   }
-  if (response.status === 401 && path !== "/api/v1/auth/login") {
+  if (response.status === 401 && !anonymous) {
     onUnauthorized("Your session has ended; log in again.");
     throw new ApiError(401, "not logged in");
   }
+  if (response.status === 204) return null;
   const payload = await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(response.status, describeError(response, payload));
   return payload;
@@ -106,6 +163,15 @@ function describeError(response, payload) {
 
 export async function login(username, password) {
   const body = await api("/api/v1/auth/login", { method: "POST", body: { username, password } });
-  saveToken(body.access_token);
+  saveTokens(body);
   return readSession();
+}
+
+/** End the session on the server too: its tokens stop working everywhere, not just in this tab. */
+export async function logout() {
+  if (sessionStorage.getItem(TOKEN_KEY)) {
+    const refresh_token = sessionStorage.getItem(REFRESH_KEY) || undefined;
+    await api("/api/v1/auth/logout", { method: "POST", body: refresh_token ? { refresh_token } : {} }).catch(() => {});
+  }
+  forgetToken();
 }

@@ -4,7 +4,7 @@
 //   #/evaluations?...     the evaluations explorer
 // Every page reads REST for what was before and the live feed (live.js) for what comes after.
 
-import { api, canOperate, forgetToken, login, readSession, whenUnauthorized } from "./api.js";
+import { api, canOperate, currentToken, forgetToken, login, logout as endSession, readSession, whenUnauthorized } from "./api.js";
 import { AgentPage } from "./agent.js";
 import { $ } from "./dom.js";
 import { Explorer, parseQuery } from "./explorer.js";
@@ -91,7 +91,7 @@ function startSession() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   live = new ReconnectingWebSocketClient({
     url: `${scheme}://${location.host}/ws`,
-    token: session.token,
+    token: currentToken,
     channels: overview.channels,
     onEvent: (frame) => {
       const seq = nextSequence();
@@ -200,7 +200,10 @@ $("#login-form").addEventListener("submit", async (event) => {
     button.disabled = false;
   }
 });
-$("#logout").addEventListener("click", () => logout());
+$("#logout").addEventListener("click", async () => {
+  await endSession();
+  logout();
+});
 $("#retry").addEventListener("click", () => live && live.retry());
 window.addEventListener("hashchange", route);
 whenUnauthorized((message) => logout(message));

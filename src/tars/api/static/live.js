@@ -36,7 +36,8 @@ export class ReconnectingWebSocketClient {
   /**
    * @param {object} options
    * @param {string} options.url            ws:// or wss:// URL of /ws
-   * @param {string} options.token          the bearer token, sent in the first frame
+   * @param {string | (() => string | Promise<string>)} options.token
+   *        the bearer token, sent in the first frame (or a function giving the current one)
    * @param {string[]} [options.channels]   channels to subscribe to from the start
    * @param {(frame: object) => void} [options.onEvent]  each event once, in order, per channel
    * @param {(channel: string, cause: string) => void} [options.onReset]
@@ -158,8 +159,10 @@ export class ReconnectingWebSocketClient {
     }
     this.socket = socket;
     this.armWatchdog(HANDSHAKE_TIMEOUT_MS);
-    socket.onopen = () => {
-      if (this.socket === socket) this.send({ type: "auth", token: this.token });
+    socket.onopen = async () => {
+      // The token may be a function: the page renews a short-lived token before each connection.
+      const token = typeof this.token === "function" ? await this.token() : this.token;
+      if (this.socket === socket) this.send({ type: "auth", token });
     };
     socket.onmessage = (message) => {
       if (this.socket !== socket) return;
