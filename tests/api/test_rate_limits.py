@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from tars.api.applications import create_dashboard_app, create_orchestration_app
+from tars.api.applications import create_dashboard_app, create_orchestration_app, shared_rate_limits
 from tars.api.ratelimit import RateLimitMiddleware, RateLimits
 from tars.bus.memory import DataDirInvalidations
 from tars.runtime import Runtime, build_runtime
@@ -99,3 +99,17 @@ def test_unreachable_counters_let_requests_through(tmp_path: Path, caplog: pytes
     with TestClient(app) as client:
         assert client.get("/api/v1/agents").status_code == 200
     assert "rate limiter unavailable" in caplog.text
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_the_two_services_of_one_process_share_one_budget(runtime: Runtime, auth: dict[str, dict[str, str]]) -> None:
+    limits = shared_rate_limits(runtime)  # what `tars up` hands both services
+    with (
+        TestClient(create_dashboard_app(runtime, rate_limits=limits)) as dashboard,
+        TestClient(create_orchestration_app(runtime, rate_limits=limits)) as orchestration,
+    ):
+        statuses = [
+            client.get("/api/v1/agents", headers=auth["viewer"]).status_code
+            for client in [dashboard, orchestration] * 3
+        ]
+    assert statuses == [200] * 5 + [429]

@@ -22,7 +22,9 @@ DASHBOARD_API = "dashboard-api"
 ORCHESTRATION = "orchestration"
 
 
-def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object) -> FastAPI:
+def _base_app(
+    runtime: Runtime, service: str, description: str, rate_limits: RateLimits | None, **kwargs: object
+) -> FastAPI:
     settings = runtime.settings
     app = FastAPI(
         title=f"T.A.R.S. {service}",
@@ -36,7 +38,9 @@ def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object
     app.state.reports_workers = service == ORCHESTRATION
     app.add_middleware(RequestMetricsMiddleware, service=service)
     app.add_middleware(SecurityHeadersMiddleware)
-    app.state.rate_limits = RateLimits(settings) if settings.rate_limit_enabled else None
+    if rate_limits is None and settings.rate_limit_enabled:
+        rate_limits = RateLimits(settings)
+    app.state.rate_limits = rate_limits
     if app.state.rate_limits is not None:
         app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, authenticator=runtime.authenticator)
     if settings.cors_origins:
@@ -56,7 +60,13 @@ def _base_app(runtime: Runtime, service: str, description: str, **kwargs: object
     return app
 
 
-def create_dashboard_app(runtime: Runtime) -> FastAPI:
+def shared_rate_limits(runtime: Runtime) -> RateLimits | None:
+    """One budget for services that run in one process (`tars up`), so a client cannot spend it
+    twice by calling both; apart, they share it through Redis or not at all (embedded)."""
+    return RateLimits(runtime.settings) if runtime.settings.rate_limit_enabled else None
+
+
+def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = None) -> FastAPI:
     hub = Hub(runtime.bus)
 
     @asynccontextmanager
@@ -67,7 +77,9 @@ def create_dashboard_app(runtime: Runtime) -> FastAPI:
         finally:
             await hub.stop()
 
-    app = _base_app(runtime, DASHBOARD_API, "Evaluations, agents, runs and the live dashboard.", lifespan=lifespan)
+    app = _base_app(
+        runtime, DASHBOARD_API, "Evaluations, agents, runs and the live dashboard.", rate_limits, lifespan=lifespan
+    )
     app.state.hub = hub
     # The dashboard's own page starts training too, from its origin.
     for router in (
@@ -84,8 +96,8 @@ def create_dashboard_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-def create_orchestration_app(runtime: Runtime) -> FastAPI:
-    app = _base_app(runtime, ORCHESTRATION, "Starts training jobs and reports on runs.")
+def create_orchestration_app(runtime: Runtime, *, rate_limits: RateLimits | None = None) -> FastAPI:
+    app = _base_app(runtime, ORCHESTRATION, "Starts training jobs and reports on runs.", rate_limits)
     for router in (train.router, runs.router, agents.router, environments.router):
         app.include_router(router)
     return app

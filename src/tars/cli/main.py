@@ -49,16 +49,19 @@ def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
 @click.pass_context
 def up(ctx: click.Context) -> None:
     """Run every service in one process: embedded mode (or all-in-one on PostgreSQL and Redis)."""
-    from tars.api.applications import create_dashboard_app, create_orchestration_app
+    from tars.api.applications import create_dashboard_app, create_orchestration_app, shared_rate_limits
     from tars.cli.foreground import run_foreground
     from tars.cli.servers import make_server
     from tars.cli.workers import make_worker
 
     settings = _settings(ctx)
     runtime = _runtime(settings, migrate_schema=True)
+    limits = shared_rate_limits(runtime)
+    dashboard = create_dashboard_app(runtime, rate_limits=limits)
+    orchestration = create_orchestration_app(runtime, rate_limits=limits)
     servers = [
-        make_server(create_dashboard_app(runtime), settings.host, settings.dashboard_port, settings.log_level),
-        make_server(create_orchestration_app(runtime), settings.host, settings.orchestration_port, settings.log_level),
+        make_server(dashboard, settings.host, settings.dashboard_port, settings.log_level),
+        make_server(orchestration, settings.host, settings.orchestration_port, settings.log_level),
     ]
     mode = "embedded (SQLite, in-process bus)" if settings.embedded else "distributed (Redis)"
     click.echo(f"T.A.R.S. {VERSION} — {mode}; data in {settings.data_dir}")
