@@ -122,5 +122,21 @@ class RssSampler:
         return max(values, default=0) / MIB
 
 
+@contextmanager
+def postgres_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one benchmark run (dropped before and after)."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    base = admin_url.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def emit(result: dict[str, Any]) -> None:
     print(json.dumps(result, indent=2))

@@ -25,8 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
-from _harness import emit
+from _harness import emit, postgres_database
 from live_feed import Dashboard, EvaluationPublisher, deployment, summary
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -76,19 +75,6 @@ OVERVIEW_DRAWN = """
 
 
 @contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-    base = admin_url.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{DATABASE}".replace("postgresql://", "postgresql+psycopg://", 1)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
-
-@contextmanager
 def chromium() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -113,7 +99,7 @@ def open_overview(
 
 def load(args: argparse.Namespace) -> dict[str, Any]:
     with (
-        postgres_database(args.postgres_admin_url) as database_url,
+        postgres_database(args.postgres_admin_url, DATABASE) as database_url,
         deployment(args.redis_url, database_url) as (runtime, dashboard, token),
     ):
         started = time.monotonic()
@@ -147,7 +133,7 @@ def reconnect(args: argparse.Namespace) -> dict[str, Any]:
     reconnections: list[float] = []
     outages: list[float] = []
     with (
-        postgres_database(args.postgres_admin_url) as database_url,
+        postgres_database(args.postgres_admin_url, DATABASE) as database_url,
         deployment(args.redis_url, database_url) as (runtime, dashboard, token),
         chromium() as browser,
     ):
