@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import uvicorn
 from fastapi import FastAPI
 
+from tars.api.redaction import redact_server_logs
+
 
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to us, so several can share one process."""
@@ -21,4 +23,5 @@ def make_server(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.S
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level.lower(), lifespan="on", ws_ping_interval=None
     )
+    redact_server_logs()  # after the Config: it configures uvicorn's loggers
     return _Server(config)
