@@ -125,3 +125,20 @@ def test_a_demoted_user_loses_the_role_at_once(dashboard: TestClient, auth: dict
     # The token still says operator; the server goes by what the user is now.
     assert dashboard.post("/api/v1/evaluations", json=evaluation, headers=headers).status_code == 403
     assert dashboard.get("/api/v1/evaluations", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("backend", ["embedded"], indirect=True)
+def test_ended_sessions_do_not_pile_up(dashboard: TestClient, runtime: Runtime) -> None:
+    from sqlalchemy import func, select
+
+    from tars.storage.tables import AuthSessionRow, RefreshTokenRow
+
+    for _ in range(3):
+        body = log_in(dashboard)
+        refresh(dashboard, body["refresh_token"])
+        assert dashboard.post("/api/v1/auth/logout", json={}, headers=bearer(body["access_token"])).status_code == 204
+    live = log_in(dashboard)
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuthSessionRow)) == 1
+        assert session.scalar(select(func.count()).select_from(RefreshTokenRow)) == 1
+    assert dashboard.get("/api/v1/runs", headers=bearer(live["access_token"])).status_code == 200

@@ -55,6 +55,7 @@ def start(
 ) -> TokenPair:
     """A new login session for ``user``, whose password was just checked; audited as a login."""
     now = utcnow()
+    auth_sessions.prune(session, user.id, now)  # so a user's sessions and tokens do not pile up
     login = auth_sessions.add_session(
         session,
         AuthSessionRow(

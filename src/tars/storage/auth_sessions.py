@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from tars.storage.tables import AuthSessionRow, RefreshTokenRow
@@ -51,4 +51,17 @@ def live_session_ids(session: Session, user_id: int, now: datetime) -> list[str]
                 AuthSessionRow.user_id == user_id, AuthSessionRow.revoked_at.is_(None), AuthSessionRow.expires_at > now
             )
         )
+    )
+
+
+def prune(session: Session, user_id: int, now: datetime) -> None:
+    """Forget a user's ended sessions (their tokens go with them) and expired refresh tokens."""
+    ended = select(AuthSessionRow.id).where(
+        AuthSessionRow.user_id == user_id, or_(AuthSessionRow.expires_at <= now, AuthSessionRow.revoked_at.is_not(None))
+    )
+    session.execute(delete(RefreshTokenRow).where(RefreshTokenRow.session_id.in_(ended)))
+    session.execute(delete(AuthSessionRow).where(AuthSessionRow.id.in_(ended)))
+    live = select(AuthSessionRow.id).where(AuthSessionRow.user_id == user_id)
+    session.execute(
+        delete(RefreshTokenRow).where(RefreshTokenRow.session_id.in_(live), RefreshTokenRow.expires_at <= now)
     )
