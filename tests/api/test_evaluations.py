@@ -39,6 +39,7 @@ def test_submitted_evaluation_is_stored_and_listed(dashboard: TestClient, auth: 
         ({"agent_id": "ppo", "environment": "CartPole-v1"}, "reward"),
         ({**PPO, "region": "mars-north-1"}, "region"),
         ({**PPO, "duration_ms": -5}, "duration_ms"),
+        ({**PPO, "episode_length": 2**31}, "episode_length"),  # more than the column holds on PostgreSQL
         ({**PPO, "environment": "Nope-v0"}, "environment"),
         ({**PPO, "agent_id": "unknown-agent"}, "agent_id"),
         ({**PPO, "surprise": 1}, "surprise"),
@@ -103,7 +104,13 @@ def test_keyset_pages_cover_every_row_once_newest_first(
 
 
 def test_bad_query_parameters_are_named(dashboard: TestClient, auth: dict[str, dict[str, str]]) -> None:
-    for query, field in (("cursor=garbage", "cursor"), ("limit=0", "limit"), ("since=2026-01-01T00:00:00", "since")):
+    for query, field in (
+        ("cursor=garbage", "cursor"),
+        ("cursor=OTk5OS0xMi0zMVQyMzo1OTo1OS0yMzo1OXwx", "cursor"),  # a time past 9999 in UTC
+        ("limit=0", "limit"),
+        ("since=2026-01-01T00:00:00", "since"),
+        ("until=9999-12-31T23:59:59-23:59", "until"),
+    ):
         response = dashboard.get(f"/api/v1/evaluations?{query}", headers=auth["viewer"])
         assert response.status_code == 422, query
         assert response.json()["detail"][0]["loc"][-1] == field

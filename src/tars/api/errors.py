@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from tars.domain.errors import Conflict, InvalidField, NotFound, Unavailable
 
@@ -33,6 +33,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Unavailable)
     async def unavailable(_request: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(DataError)
+    async def unstorable_value(_request: Request, exc: DataError) -> JSONResponse:
+        # A value the schema let through but the database cannot hold or compare: a NUL character in
+        # text on PostgreSQL, say. The client's input, so a 4xx that says what, not a 500.
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        return JSONResponse(
+            {"detail": f"a value in this request cannot be stored or compared: {reason}"},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, _exc: OperationalError) -> JSONResponse:

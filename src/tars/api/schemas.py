@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tars.domain.errors import InvalidField
 from tars.domain.regions import REGIONS
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-# A row's id, in a path say: the database's integers are 64-bit, so a larger one is refused (422), not sent.
-RowId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+# Row ids, in a path say, within their column's range (422, not a 500 from the database): INTEGER is 32 bits on
+# PostgreSQL, BigId 64 (as wide as SQLite binds).
+RowId = Annotated[int, Field(ge=1, lt=2**31)]
+BigRowId = Annotated[int, Field(ge=1, lt=2**63)]
 Region = Literal["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-1"]
 assert set(Region.__args__) == set(REGIONS)  # type: ignore[attr-defined]
+
+
+def check_query_times(**moments: datetime | None) -> None:
+    """Times in a query name their zone, and fall within the years 1 to 9999 in UTC, as the database compares them."""
+    for name, moment in moments.items():
+        if moment is None:
+            continue
+        if moment.tzinfo is None:
+            raise InvalidField(name, "give a time zone, e.g. 2026-01-01T00:00:00Z", location="query")
+        try:
+            moment.astimezone(UTC)
+        except OverflowError:
+            raise InvalidField(name, "in UTC this falls outside the years 1 to 9999", location="query") from None
 
 
 class RequestModel(BaseModel):
@@ -206,7 +222,7 @@ class EvaluationIn(RequestModel):
     environment: str = Field(min_length=1, max_length=64)
     reward: float = Field(allow_inf_nan=False)
     region: Region | None = None
-    episode_length: int | None = Field(default=None, ge=0)
+    episode_length: int | None = Field(default=None, ge=0, lt=2**31)  # an INTEGER column: 32 bits on PostgreSQL
     duration_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -104,8 +104,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         moment = datetime.fromisoformat(created)
         if moment.tzinfo is None:
             raise ValueError("cursor time has no zone")
-        return moment, int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        if not 0 < int(row_id) < 2**63:
+            raise ValueError("cursor id out of range")
+        # Out of range in UTC (OverflowError), it could not be compared with the stored times.
+        return moment.astimezone(UTC), int(row_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidField("cursor", "not a cursor this API returned", location="query") from exc
 
 

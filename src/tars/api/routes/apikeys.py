@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from tars.api.deps import AdminPrincipal, RuntimeDep, SessionDep
-from tars.api.schemas import ApiKeyCreatedOut, ApiKeyIn, ApiKeyListOut, ApiKeyOut
+from tars.api.errors import UNREADABLE_BODY
+from tars.api.schemas import ApiKeyCreatedOut, ApiKeyIn, ApiKeyListOut, ApiKeyOut, RowId
 from tars.domain.users import Role
 from tars.services import apikeys
 from tars.services.credentials import key_topic
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/api/v1/apikeys", tags=["api keys"])
     "",
     response_model=ApiKeyCreatedOut,
     status_code=status.HTTP_201_CREATED,
-    responses={422: {"description": "unknown user, a role above the user's, or a bad expiry"}},
+    responses={**UNREADABLE_BODY, 422: {"description": "unknown user, a role above the user's, or a bad expiry"}},
 )
 def create_api_key(body: ApiKeyIn, runtime: RuntimeDep, principal: AdminPrincipal) -> ApiKeyCreatedOut:
     """Create a key for a machine acting as ``user`` with ``role``. The key is in this response only."""
@@ -50,8 +51,12 @@ def list_api_keys(
     return ApiKeyListOut(items=[key_out(row) for row in rows])
 
 
-@router.delete("/{key_id}", response_model=ApiKeyOut, responses={409: {"description": "already revoked"}})
-def revoke_api_key(key_id: int, runtime: RuntimeDep, principal: AdminPrincipal) -> ApiKeyOut:
+@router.delete(
+    "/{key_id}",
+    response_model=ApiKeyOut,
+    responses={404: {"description": "no such key"}, 409: {"description": "already revoked"}},
+)
+def revoke_api_key(key_id: RowId, runtime: RuntimeDep, principal: AdminPrincipal) -> ApiKeyOut:
     """Revoke a key: every replica refuses it from the moment this returns."""
     with transaction(runtime.sessions) as session:
         row = apikeys.revoke_key(session, principal, key_id)

@@ -6,9 +6,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from tars.api.deps import AdminPrincipal, SessionDep
-from tars.api.schemas import AuditEventOut, AuditPageOut
+from tars.api.schemas import AuditEventOut, AuditPageOut, BigRowId, check_query_times
 from tars.domain.audit import AuditAction, Outcome
-from tars.domain.errors import InvalidField
 from tars.storage import audit
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
@@ -24,12 +23,10 @@ def list_audit_events(
     since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; inclusive")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[BigRowId | None, Query()] = None,
 ) -> AuditPageOut:
     """Who did what, when and from where; newest first."""
-    for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidField(name, "give a time zone, e.g. 2026-01-01T00:00:00Z", location="query")
+    check_query_times(since=since, until=until)
     rows = audit.list_events(
         session,
         audit.AuditFilter(

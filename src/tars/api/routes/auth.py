@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from tars.api.deps import ClientAddress, Public, RuntimeDep, SessionDep, ViewerPrincipal
+from tars.api.errors import UNREADABLE_BODY
 from tars.api.ratelimit import RateLimits
 from tars.api.schemas import LoginIn, LogoutIn, RefreshIn, TokenOut
 from tars.domain.audit import AuditAction, Outcome
@@ -25,7 +26,11 @@ UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
     "/login",
     response_model=TokenOut,
     dependencies=[Public],
-    responses={401: {"description": "wrong username or password"}, 429: {"description": "too many failed logins"}},
+    responses={
+        **UNREADABLE_BODY,
+        401: {"description": "wrong username or password"},
+        429: {"description": "too many failed logins"},
+    },
 )
 async def login(
     body: LoginIn, session: SessionDep, runtime: RuntimeDep, request: Request, address: ClientAddress
@@ -56,7 +61,7 @@ async def login(
     "/refresh",
     response_model=TokenOut,
     dependencies=[Public],
-    responses={401: {"description": "unknown, expired, reused or revoked refresh token"}},
+    responses={**UNREADABLE_BODY, 401: {"description": "unknown, expired, reused or revoked refresh token"}},
 )
 def refresh(body: RefreshIn, runtime: RuntimeDep, address: ClientAddress) -> TokenOut:
     """Exchange a refresh token for a new pair. Each refresh token works once: presenting one again
@@ -80,7 +85,11 @@ def refresh(body: RefreshIn, runtime: RuntimeDep, address: ClientAddress) -> Tok
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={401: {"description": "not authenticated"}, 422: {"description": "nothing identifies a session"}},
+    responses={
+        **UNREADABLE_BODY,
+        401: {"description": "not authenticated"},
+        422: {"description": "nothing identifies a session"},
+    },
 )
 def logout(body: LogoutIn, principal: ViewerPrincipal, runtime: RuntimeDep) -> Response:
     """End a login session: its refresh tokens and its access tokens stop working on every replica."""

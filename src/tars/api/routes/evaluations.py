@@ -7,8 +7,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from tars.api.deps import AdminPrincipal, OperatorPrincipal, RuntimeDep, SessionDep, ViewerPrincipal
 from tars.api.errors import UNREADABLE_BODY
-from tars.api.schemas import EvaluationIn, EvaluationOut, EvaluationPageOut, Region, RowId
-from tars.domain.errors import InvalidField
+from tars.api.schemas import BigRowId, EvaluationIn, EvaluationOut, EvaluationPageOut, Region, check_query_times
 from tars.services.evaluations import EvaluationSubmission, delete_evaluation, submit_evaluation
 from tars.storage import evaluations
 
@@ -45,9 +44,7 @@ def list_evaluations(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> EvaluationPageOut:
-    for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidField(name, "give a time zone, e.g. 2026-01-01T00:00:00Z", location="query")
+    check_query_times(since=since, until=until)
     page = evaluations.list_evaluations(
         session,
         evaluations.EvaluationFilter(
@@ -62,7 +59,7 @@ def list_evaluations(
 @router.delete(
     "/{evaluation_id}", status_code=status.HTTP_204_NO_CONTENT, responses={404: {"description": "no such evaluation"}}
 )
-def remove_evaluation(evaluation_id: RowId, runtime: RuntimeDep, principal: AdminPrincipal) -> Response:
+def remove_evaluation(evaluation_id: BigRowId, runtime: RuntimeDep, principal: AdminPrincipal) -> Response:
     """Delete one evaluation (a mistaken submission, say); the audit log keeps what it was."""
     delete_evaluation(runtime.sessions, runtime.bus, evaluation_id, by=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -3,7 +3,8 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from tars.api.deps import AdminPrincipal, RuntimeDep, SessionDep
-from tars.api.schemas import UserIn, UserListOut, UserOut, UserPatch
+from tars.api.errors import UNREADABLE_BODY
+from tars.api.schemas import RowId, UserIn, UserListOut, UserOut, UserPatch
 from tars.domain.errors import InvalidField
 from tars.domain.users import Role
 from tars.services.auth import create_user, update_user
@@ -19,7 +20,12 @@ def list_users(session: SessionDep, _principal: AdminPrincipal) -> UserListOut:
     return UserListOut(items=[UserOut.model_validate(row) for row in users.list_users(session)])
 
 
-@router.post("", response_model=UserOut, status_code=status.HTTP_201_CREATED, responses={409: {"description": "taken"}})
+@router.post(
+    "",
+    response_model=UserOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**UNREADABLE_BODY, 409: {"description": "taken"}},
+)
 def add_user(body: UserIn, runtime: RuntimeDep, principal: AdminPrincipal) -> UserOut:
     with transaction(runtime.sessions) as session:
         row = create_user(session, body.username, body.password, Role(body.role), by=principal)
@@ -29,9 +35,13 @@ def add_user(body: UserIn, runtime: RuntimeDep, principal: AdminPrincipal) -> Us
 @router.patch(
     "/{user_id}",
     response_model=UserOut,
-    responses={404: {"description": "no such user"}, 409: {"description": "an admin changing themself"}},
+    responses={
+        **UNREADABLE_BODY,
+        404: {"description": "no such user"},
+        409: {"description": "an admin changing themself"},
+    },
 )
-def change_user(user_id: int, body: UserPatch, runtime: RuntimeDep, principal: AdminPrincipal) -> UserOut:
+def change_user(user_id: RowId, body: UserPatch, runtime: RuntimeDep, principal: AdminPrincipal) -> UserOut:
     """Change a user's role or deactivate them; their tokens and keys follow at once, everywhere."""
     if body.role is None and body.active is None:
         raise InvalidField("role", "give role, active or both")
