@@ -12,6 +12,9 @@ given answers 404 before a file would be streamed.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,6 +38,22 @@ from schemathesis.schemas import BaseSchema
 from tars.api.applications import DASHBOARD_API, ORCHESTRATION, create_dashboard_app, create_orchestration_app
 from tars.runtime import Runtime
 from tars.settings import Settings
+
+
+def _import_schemathesis_whole() -> None:
+    """Import every Schemathesis module now, at collection.
+
+    Schemathesis is a pytest plugin, so pytest rewrites its modules as they are imported, and it
+    imports many lazily. CPython 3.11.7's ast.parse can fail ("AST constructor recursion depth
+    mismatch") when such a rewrite happens deep in a call stack, as it did under a fixture in CI;
+    here the stack is shallow (see the anyio import in tests/conftest.py for the same bug).
+    """
+    for module in pkgutil.walk_packages(schemathesis.__path__, "schemathesis."):
+        with contextlib.suppress(ImportError):  # integrations whose packages are not installed (allure)
+            importlib.import_module(module.name)
+
+
+_import_schemathesis_whole()
 
 SERVICES: dict[str, Callable[[Runtime], FastAPI]] = {
     DASHBOARD_API: create_dashboard_app,
