@@ -136,7 +136,7 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     engine = make_engine(_settings(ctx).sqlalchemy_url)
     try:
         before = migrate.current_revision(engine)
-        migrate.upgrade(engine, revision)
+        migrate.upgrade(engine, revision, report=click.echo)
         click.echo(f"database at {migrate.current_revision(engine)} (was {before or 'empty'})")
     finally:
         engine.dispose()
@@ -152,7 +152,7 @@ def db_downgrade(ctx: click.Context, revision: str) -> None:
 
     engine = make_engine(_settings(ctx).sqlalchemy_url)
     try:
-        migrate.downgrade(engine, revision)
+        migrate.downgrade(engine, revision, report=click.echo)
         click.echo(f"database at {migrate.current_revision(engine) or 'base'}")
     finally:
         engine.dispose()
@@ -170,6 +170,8 @@ def db_status(ctx: click.Context) -> None:
         current, head = migrate.current_revision(engine), migrate.head_revision(engine)
         state = "up to date" if current == head else "needs `tars db upgrade`"
         click.echo(f"current: {current or 'empty'}\nhead:    {head}\n{state}")
+        for name, valid in migrate.index_states(engine):
+            click.echo(f"  index {name}: {'valid' if valid else 'INVALID (`tars db upgrade` rebuilds it)'}")
     finally:
         engine.dispose()
 

@@ -173,3 +173,30 @@ class AuditEventRow(Base):
     target: Mapped[str | None] = mapped_column(String(128))
     outcome: Mapped[str] = mapped_column(String(16))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+# The v1.0.1 indexes and those the hot queries need (migration 0004 builds them concurrently).
+Index(
+    "idx_evaluations_agent_region_time",
+    EvaluationRow.agent_id,
+    EvaluationRow.region,
+    EvaluationRow.created_at.desc(),
+    EvaluationRow.id.desc(),
+)
+Index("idx_evaluations_time", EvaluationRow.created_at.desc(), EvaluationRow.id.desc())
+Index("idx_evaluations_agent_time", EvaluationRow.agent_id, EvaluationRow.created_at.desc(), EvaluationRow.id.desc())
+Index("idx_evaluations_run", EvaluationRow.run_id)
+Index(
+    "idx_training_steps_composite",
+    TrainingStepRow.run_id,
+    TrainingStepRow.episode,
+    postgresql_include=["reward", "timesteps"],
+)
+Index(
+    "idx_training_runs_agent_time",
+    TrainingRunRow.agent_id,
+    TrainingRunRow.created_at.desc(),
+    TrainingRunRow.id.desc(),
+)
+Index("idx_training_runs_time", TrainingRunRow.created_at.desc(), TrainingRunRow.id.desc())
+Index("idx_training_runs_status", TrainingRunRow.status)

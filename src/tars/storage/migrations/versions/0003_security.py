@@ -1,5 +1,7 @@
 """Security: API keys looked up by prefix, login sessions with rotating refresh tokens, the audit log.
 
+(idx_api_keys_user_active comes with the v1.0.1 indexes, built concurrently, in 0004.)
+
 Revision ID: 0003_security
 Revises: 0002_training
 Create Date: 2026-11-27
@@ -24,13 +26,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("created_by", sa.Integer(), nullable=True))
         batch.create_foreign_key("fk_api_keys_created_by_users", "users", ["created_by"], ["id"], ondelete="SET NULL")
         batch.create_unique_constraint("uq_api_keys_key_prefix", ["key_prefix"])
-    op.create_index(
-        "idx_api_keys_user_active",
-        "api_keys",
-        ["user_id"],
-        postgresql_where=sa.text("active"),
-        sqlite_where=sa.text("active"),
-    )
     op.create_table(
         "auth_sessions",
         sa.Column("id", sa.String(36), nullable=False),
@@ -82,7 +77,6 @@ def downgrade() -> None:
     op.drop_table("audit_events")
     op.drop_table("refresh_tokens")
     op.drop_table("auth_sessions")
-    op.drop_index("idx_api_keys_user_active", table_name="api_keys")
     with op.batch_alter_table("api_keys") as batch:
         batch.drop_constraint("uq_api_keys_key_prefix", type_="unique")
         batch.drop_constraint("fk_api_keys_created_by_users", type_="foreignkey")
