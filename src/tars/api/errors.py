@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 
-from tars.domain.errors import Conflict, InvalidField, NotFound, Unavailable
+from tars.domain.errors import Conflict, IdempotencyKeyReused, InvalidField, InvalidFields, NotFound, Unavailable
 
 # FastAPI refuses a body it cannot even decode (bytes that are not UTF-8) with 400, before any validation:
 # each route that reads a body says so.
@@ -23,7 +23,22 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidField)
     async def invalid_field(_request: Request, exc: InvalidField) -> JSONResponse:
         # The same shape FastAPI uses for schema errors, so clients parse one format.
-        body = {"detail": [{"loc": [exc.location, *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]}
+        body = {"detail": [{"loc": _location(exc), "msg": exc.message, "type": "value_error"}]}
+        return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(InvalidFields)
+    async def invalid_fields(_request: Request, exc: InvalidFields) -> JSONResponse:
+        body = {
+            "detail": [
+                {"loc": _location(problem), "msg": problem.message, "type": "value_error"}
+                for problem in exc.problems
+            ]
+        }
+        return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(IdempotencyKeyReused)
+    async def idempotency_key_reused(_request: Request, exc: IdempotencyKeyReused) -> JSONResponse:
+        body = {"detail": [{"loc": ["header", "Idempotency-Key"], "msg": str(exc), "type": "value_error"}]}
         return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(Conflict)
@@ -51,3 +66,8 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
         )
+
+
+def _location(problem: InvalidField) -> list[str | int]:
+    """As FastAPI writes it: ["body", "items", 2, "agent_id"] (list positions as numbers)."""
+    return [problem.location, *(int(part) if part.isdigit() else part for part in problem.field.split("."))]

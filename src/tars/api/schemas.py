@@ -226,6 +226,15 @@ class EvaluationIn(RequestModel):
     duration_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
+class EvaluationBatchIn(RequestModel):
+    items: list[EvaluationIn] = Field(min_length=1, max_length=1000, description="Stored all together or not at all")
+
+
+class EvaluationBatchOut(BaseModel):
+    count: int
+    ids: list[int] = Field(description="The stored evaluations' ids, in the order of the items")
+
+
 class EvaluationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

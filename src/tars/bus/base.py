@@ -91,6 +91,10 @@ class EventBus(Protocol):
         to every subscriber; returns it with its ids. Safe to call from any thread."""
         ...
 
+    def publish_many(self, events: list[Event]) -> list[Event]:
+        """``publish`` for each, in order, in as few round trips as the implementation allows."""
+        ...
+
     def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[Event]]: ...
 
     async def history(self, channel: str, after: int | None) -> History:

@@ -114,6 +114,9 @@ class InProcessEventBus:
                     continue
         return numbered
 
+    def publish_many(self, events: list[Event]) -> list[Event]:
+        return [self.publish(event) for event in events]
+
     async def history(self, channel: str, after: int | None) -> History:
         with self._lock:
             log_ = self._logs.get(channel)

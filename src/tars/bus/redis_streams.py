@@ -210,15 +210,30 @@ class RedisEventBus:
         self._channel = keys.events_channel(int(self._redis.connection_pool.connection_kwargs.get("db") or 0))
 
     def publish(self, event: Event) -> Event:
-        channels = event.channels
+        keys_, args = self._script_arguments(event)
+        ids: Any = self._publish(keys=keys_, args=args)
+        return event.numbered({channel: int(number) for channel, number in zip(event.channels, ids, strict=True)})
+
+    def publish_many(self, events: list[Event]) -> list[Event]:
+        # One round trip for a batch; each event is still numbered and announced atomically.
+        pipeline = self._redis.pipeline(transaction=False)
+        for event in events:
+            keys_, args = self._script_arguments(event)
+            self._publish(keys=keys_, args=args, client=pipeline)
+        results: Any = pipeline.execute()
+        return [
+            event.numbered({channel: int(number) for channel, number in zip(event.channels, ids, strict=True)})
+            for event, ids in zip(events, results, strict=True)
+        ]
+
+    def _script_arguments(self, event: Event) -> tuple[list[str], list[str | int]]:
         keys_: list[str] = []
         args: list[str | int] = [json.dumps({"type": event.type, "data": event.data}, default=str), self._window]
         args.append(self._channel)
-        for channel in channels:
+        for channel in event.channels:
             keys_ += [keys.event_sequence(channel), keys.event_log(channel)]
             args += [channel, 0 if channel in PLAIN_CHANNELS else _SCOPED_CHANNEL_TTL_SECONDS]
-        ids: Any = self._publish(keys=keys_, args=args)
-        return event.numbered({channel: int(number) for channel, number in zip(channels, ids, strict=True)})
+        return keys_, args
 
     async def history(self, channel: str, after: int | None) -> History:
         # In a thread, with the blocking client: it serves every event loop alike, and a replay

@@ -24,9 +24,21 @@ class InvalidField(TarsError):
         self.location = location
 
 
+class InvalidFields(TarsError):
+    """Several fields of one request cannot be accepted (the items of a batch, say); all are named."""
+
+    def __init__(self, problems: list[InvalidField]) -> None:
+        super().__init__("; ".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
 class Conflict(TarsError):
     pass
 
 
 class Unavailable(TarsError):
     """A backing service (queue, database) cannot take the request right now."""
+
+
+class IdempotencyKeyReused(TarsError):
+    """An Idempotency-Key came back with a different request than the one it was first used for."""

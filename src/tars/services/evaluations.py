@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus
 from tars.domain.agents import ENVIRONMENTS
 from tars.domain.audit import AuditAction
-from tars.domain.errors import InvalidField, NotFound
+from tars.domain.errors import IdempotencyKeyReused, InvalidField, InvalidFields
 from tars.domain.events import Event, EventType
 from tars.domain.users import Principal
 from tars.metrics import count_evaluation
 from tars.services import audit
 from tars.storage import agents, evaluations
+from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import EvaluationRow
+from tars.storage.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -29,27 +36,96 @@ class EvaluationSubmission:
     status: str = "completed"
 
 
+@dataclass(frozen=True)
+class IdempotencyKey:
+    """A client's Idempotency-Key, whose principal and operation it belongs to, and what was asked."""
+
+    key: str
+    principal: str
+    scope: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    body: dict[str, Any]
+    # The request was made before with this key: nothing was stored now, this is the first answer.
+    replayed: bool
+
+
+# How long a key is remembered; a retry comes within minutes, not days.
+IDEMPOTENCY_KEEP = timedelta(hours=24)
+MAX_BATCH = 1000
+
+
 def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: EvaluationSubmission) -> EvaluationRow:
-    if submission.environment not in ENVIRONMENTS:
-        raise InvalidField("environment", f"unknown environment {submission.environment!r}")
     with transaction(sessions) as session:
-        try:
-            agents.get_agent(session, submission.agent_id)
-        except NotFound:
-            raise InvalidField("agent_id", f"unknown agent {submission.agent_id!r}") from None
-        row = evaluations.insert_evaluation(
-            session,
-            agent_id=submission.agent_id,
-            environment=submission.environment,
-            region=submission.region,
-            reward=submission.reward,
-            episode_length=submission.episode_length,
-            duration_ms=submission.duration_ms,
-            status=submission.status,
-        )
-    count_evaluation(row.agent_id, row.environment, row.region, row.status, row.reward)
-    bus.publish(Event(EventType.EVALUATION_CREATED, evaluation_event_data(row)))
-    return row
+        rows = _store(session, [submission], batch=False)
+    _announce(bus, rows)
+    return rows[0]
+
+
+def submit_evaluations(
+    sessions: SessionFactory,
+    bus: EventBus,
+    submissions: list[EvaluationSubmission],
+    *,
+    render: Callable[[list[EvaluationRow]], dict[str, Any]],
+    batch: bool,
+    idempotency: IdempotencyKey | None = None,
+    status_code: int = 201,
+) -> Answer:
+    """Store all of ``submissions`` or none (every bad item named), once per idempotency key.
+
+    ``render`` gives the answer's body from the stored rows; it is kept with the key, so a retry
+    gets exactly the first answer.
+    """
+    if len(submissions) > MAX_BATCH:
+        raise InvalidField("items", f"at most {MAX_BATCH} evaluations per batch")
+    with transaction(sessions) as session:
+        if idempotency is not None:
+            earlier = idempotency_keys.claim(
+                session, idempotency.principal, idempotency.scope, idempotency.key, idempotency.request_hash
+            )
+            if earlier is not None:
+                if earlier.request_hash != idempotency.request_hash or earlier.response is None:
+                    raise IdempotencyKeyReused(
+                        "this Idempotency-Key was used for a different request; use a new key for a new request"
+                    )
+                return Answer(earlier.status_code or status_code, dict(earlier.response), replayed=True)
+            if secrets.randbelow(100) == 0:  # now and then, forget keys nobody will retry any more
+                idempotency_keys.forget_older_than(session, utcnow() - IDEMPOTENCY_KEEP)
+        rows = _store(session, submissions, batch=batch)
+        body = render(rows)
+        if idempotency is not None:
+            idempotency_keys.record_answer(
+                session, idempotency.principal, idempotency.scope, idempotency.key, status_code, body
+            )
+    _announce(bus, rows)
+    return Answer(status_code, body, replayed=False)
+
+
+def _store(session: Session, submissions: list[EvaluationSubmission], *, batch: bool) -> list[EvaluationRow]:
+    known = agents.existing_agent_ids(session, {item.agent_id for item in submissions})
+    problems = []
+    for index, item in enumerate(submissions):
+        where = f"items.{index}." if batch else ""
+        if item.environment not in ENVIRONMENTS:
+            problems.append(InvalidField(f"{where}environment", f"unknown environment {item.environment!r}"))
+        if item.agent_id not in known:
+            problems.append(InvalidField(f"{where}agent_id", f"unknown agent {item.agent_id!r}"))
+    if len(problems) == 1 and not batch:
+        raise problems[0]
+    if problems:
+        raise InvalidFields(problems)
+    return evaluations.insert_evaluations(session, [asdict(item) for item in submissions])
+
+
+def _announce(bus: EventBus, rows: list[EvaluationRow]) -> None:
+    for row in rows:
+        count_evaluation(row.agent_id, row.environment, row.region, row.status, row.reward)
+    bus.publish_many([Event(EventType.EVALUATION_CREATED, evaluation_event_data(row)) for row in rows])
 
 
 def delete_evaluation(sessions: SessionFactory, bus: EventBus, evaluation_id: int, *, by: Principal | None) -> None:

@@ -35,6 +35,12 @@ def get_agent(session: Session, agent_id: str) -> AgentRow:
     return row
 
 
+def existing_agent_ids(session: Session, agent_ids: set[str]) -> set[str]:
+    if not agent_ids:
+        return set()
+    return set(session.scalars(select(AgentRow.agent_id).where(AgentRow.agent_id.in_(agent_ids))))
+
+
 def list_agents(session: Session) -> Sequence[AgentRow]:
     return session.scalars(select(AgentRow).order_by(AgentRow.agent_id)).all()
 

@@ -6,8 +6,9 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import InvalidField, NotFound
@@ -58,6 +59,17 @@ def insert_evaluation(
     session.add(row)
     session.flush()
     return row
+
+
+def insert_evaluations(session: Session, rows: list[dict[str, Any]]) -> list[EvaluationRow]:
+    """Many evaluations in one statement (batched VALUES with RETURNING), in the order given."""
+    if not rows:
+        return []
+    now = utcnow()
+    values = [{"run_id": None, "episode_length": None, "duration_ms": None, "status": "completed",
+               "created_at": now, **row} for row in rows]  # fmt: skip
+    statement = insert(EvaluationRow).returning(EvaluationRow, sort_by_parameter_order=True)
+    return list(session.scalars(statement, values))
 
 
 def list_evaluations(

@@ -1,34 +1,109 @@
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from tars.api.deps import AdminPrincipal, OperatorPrincipal, RuntimeDep, SessionDep, ViewerPrincipal
 from tars.api.errors import UNREADABLE_BODY
-from tars.api.schemas import BigRowId, EvaluationIn, EvaluationOut, EvaluationPageOut, Region, check_query_times
-from tars.services.evaluations import EvaluationSubmission, delete_evaluation, submit_evaluation
+from tars.api.schemas import (
+    BigRowId,
+    EvaluationBatchIn,
+    EvaluationBatchOut,
+    EvaluationIn,
+    EvaluationOut,
+    EvaluationPageOut,
+    Region,
+    check_query_times,
+)
+from tars.domain.users import Principal
+from tars.services.evaluations import (
+    Answer,
+    EvaluationSubmission,
+    IdempotencyKey,
+    delete_evaluation,
+    submit_evaluations,
+)
 from tars.storage import evaluations
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 
 
-@router.post("", response_model=EvaluationOut, status_code=status.HTTP_201_CREATED, responses=UNREADABLE_BODY)
-def create_evaluation(body: EvaluationIn, runtime: RuntimeDep, _principal: OperatorPrincipal) -> EvaluationOut:
-    row = submit_evaluation(
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="A retry with the same key gets the first answer and stores nothing twice (kept 24 h)",
+    ),
+]
+IDEMPOTENT = {
+    **UNREADABLE_BODY,
+    422: {"description": "invalid items (each named), or a key reused for another request"},
+}
+
+
+@router.post("", response_model=EvaluationOut, status_code=status.HTTP_201_CREATED, responses=IDEMPOTENT)
+def create_evaluation(
+    body: EvaluationIn, runtime: RuntimeDep, principal: OperatorPrincipal, idempotency_key: IdempotencyKeyHeader = None
+) -> JSONResponse:
+    answer = submit_evaluations(
         runtime.sessions,
         runtime.bus,
-        EvaluationSubmission(
-            agent_id=body.agent_id,
-            environment=body.environment,
-            reward=body.reward,
-            region=body.region or runtime.settings.region,
-            episode_length=body.episode_length,
-            duration_ms=body.duration_ms,
-        ),
+        [_submission(body, runtime.settings.region)],
+        render=lambda rows: EvaluationOut.model_validate(rows[0]).model_dump(mode="json"),
+        batch=False,
+        idempotency=_idempotency(idempotency_key, principal, "evaluations", body),
     )
-    return EvaluationOut.model_validate(row)
+    return _answered(answer)
+
+
+@router.post("/batch", response_model=EvaluationBatchOut, status_code=status.HTTP_201_CREATED, responses=IDEMPOTENT)
+def create_evaluations(
+    body: EvaluationBatchIn,
+    runtime: RuntimeDep,
+    principal: OperatorPrincipal,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    """Up to 1,000 evaluations, stored all together or not at all; every invalid item is named."""
+    answer = submit_evaluations(
+        runtime.sessions,
+        runtime.bus,
+        [_submission(item, runtime.settings.region) for item in body.items],
+        render=lambda rows: {"count": len(rows), "ids": [row.id for row in rows]},
+        batch=True,
+        idempotency=_idempotency(idempotency_key, principal, "evaluations.batch", body),
+    )
+    return _answered(answer)
+
+
+def _submission(body: EvaluationIn, default_region: str) -> EvaluationSubmission:
+    return EvaluationSubmission(
+        agent_id=body.agent_id,
+        environment=body.environment,
+        reward=body.reward,
+        region=body.region or default_region,
+        episode_length=body.episode_length,
+        duration_ms=body.duration_ms,
+    )
+
+
+def _idempotency(key: str | None, principal: Principal, scope: str, body: BaseModel) -> IdempotencyKey | None:
+    if key is None:
+        return None
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    return IdempotencyKey(key=key, principal=f"user:{principal.user_id}", scope=scope, request_hash=request_hash)
+
+
+def _answered(answer: Answer) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 
 @router.get("", response_model=EvaluationPageOut)
