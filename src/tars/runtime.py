@@ -79,12 +79,17 @@ def make_invalidations(settings: Settings) -> Invalidations:
 
 
 def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
-    engine = make_engine(settings.sqlalchemy_url)
     if migrate_schema:
         from tars.storage import migrate  # Alembic: only for the process that migrates
 
-        migrate.upgrade(engine)
-    elif not schema.is_current(engine):
+        # Without the API's statement timeout: building an index or backfilling takes longer.
+        migrating = make_engine(settings.sqlalchemy_url, settings.db_pool(statement_timeout=False))
+        try:
+            migrate.upgrade(migrating)
+        finally:
+            migrating.dispose()
+    engine = make_engine(settings.sqlalchemy_url, settings.db_pool())
+    if not migrate_schema and not schema.is_current(engine):
         engine.dispose()
         raise SchemaOutOfDate("the database schema is not up to date; run `tars db upgrade` first")
     sessions = make_session_factory(engine)

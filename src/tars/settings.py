@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tars.domain.agents import ALGORITHMS
 from tars.domain.hyperparameters import MemoryLimits
 from tars.domain.regions import REGIONS
+from tars.storage.pool import PoolSettings
 
 # Secrets people paste from tutorials; a token signed with one of these is forgeable by anyone.
 _KNOWN_WEAK_SECRETS = {"secret", "changeme", "change-me", "jwt-secret", "your-secret-key", "tars", "password"}
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".tars"), description="Where embedded state lives")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     redis_url: str | None = Field(default=None, description="Redis URL; unset means embedded in-process bus")
+    # Connections each process keeps to PostgreSQL (and may open beyond, briefly), how long a request
+    # waits for one, and how long an API statement may run before PostgreSQL cancels it.
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=5_000, ge=0)
     region: str = "us-west-2"
 
     host: str = "127.0.0.1"
@@ -165,6 +172,15 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    def db_pool(self, *, statement_timeout: bool = True) -> PoolSettings:
+        """Pool settings; migrations and workers' long writes pass statement_timeout=False."""
+        return PoolSettings(
+            size=self.db_pool_size,
+            max_overflow=self.db_max_overflow,
+            timeout=self.db_pool_timeout_seconds,
+            statement_timeout_ms=self.db_statement_timeout_ms if statement_timeout else 0,
+        )
 
     @property
     def embedded(self) -> bool:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg.errors
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tars.domain.errors import Conflict, IdempotencyKeyReused, InvalidField, InvalidFields, NotFound, Unavailable
 
@@ -30,8 +32,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid_fields(_request: Request, exc: InvalidFields) -> JSONResponse:
         body = {
             "detail": [
-                {"loc": _location(problem), "msg": problem.message, "type": "value_error"}
-                for problem in exc.problems
+                {"loc": _location(problem), "msg": problem.message, "type": "value_error"} for problem in exc.problems
             ]
         }
         return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
@@ -60,11 +61,21 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(OperationalError)
-    async def database_down(_request: Request, _exc: OperationalError) -> JSONResponse:
+    async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+            detail = "the database took too long to answer (statement timeout); try a narrower query or again shortly"
+        else:
+            detail = "the database is unavailable; try again shortly"
         return JSONResponse(
-            {"detail": "the database is unavailable; try again shortly"},
+            {"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"}
+        )
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(_request: Request, _exc: PoolTimeout) -> JSONResponse:
+        return JSONResponse(
+            {"detail": "every database connection is busy; try again shortly"},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": "1"},
         )
 
 

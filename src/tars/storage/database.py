@@ -11,10 +11,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from tars.storage.pool import PoolSettings
+
 SessionFactory = sessionmaker[Session]
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool: PoolSettings | None = None) -> Engine:
+    pool = pool or PoolSettings()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -23,7 +26,17 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _tune_sqlite)
         return engine
     # pre_ping: a PostgreSQL restart leaves dead connections in the pool; replace them quietly.
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if pool.statement_timeout_ms:
+        connect_args["options"] = f"-c statement_timeout={pool.statement_timeout_ms}"
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool.size,
+        max_overflow=pool.max_overflow,
+        pool_timeout=pool.timeout,
+        connect_args=connect_args,
+    )
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
