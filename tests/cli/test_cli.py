@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import text
 
 from tars.cli.main import cli
 from tars.runtime import build_runtime
@@ -91,3 +92,28 @@ def test_apikeys_create_list_and_revoke_reach_a_running_service(
     assert prefix not in out
     code, out = run_cli("apikeys", "list", "--all")
     assert prefix in out and "revoked" in out
+
+
+def test_dev_seed_adds_realistic_evaluations(run_cli: Callable[..., tuple[int, str]], tmp_path: Path) -> None:
+    code, out = run_cli("dev", "seed", "--evaluations", "3200", "--days", "10")
+    assert code == 0 and out.startswith("added 3,200 evaluations")
+    runtime = build_runtime(make_settings(tmp_path), migrate_schema=False)
+    try:
+        with runtime.sessions() as session:
+            rows = session.execute(
+                text("SELECT agent_id, environment, region, status, reward, created_at FROM evaluations")
+            ).all()
+    finally:
+        runtime.close()
+    assert len(rows) == 3200
+    combinations = {(agent, region) for agent, _, region, *_ in rows}
+    assert len(combinations) == 16  # 4 built-in agents x 4 regions
+    assert {(agent, environment) for agent, environment, *_ in rows} >= {
+        ("ppo", "CartPole-v1"),
+        ("ddpg", "Pendulum-v1"),
+    }
+    assert 0 < sum(status == "failed" for *_, status, _, _ in rows) < 100
+    times = sorted(str(row[-1]) for row in rows)
+    assert times[0] < times[-1]
+    code, out = run_cli("dev", "seed", "--evaluations", "0")
+    assert code == 2

@@ -72,3 +72,23 @@ def test_the_migrations_build_exactly_the_schema_the_code_declares(empty_databas
             assert compare_metadata(context, Base.metadata) == []
     finally:
         engine.dispose()
+
+
+def test_bulk_load_takes_generated_evaluations_on_both_databases(empty_database_url: str) -> None:
+    from tars.services.seeding import generate_evaluations
+    from tars.storage import evaluations
+    from tars.storage.agents import ensure_builtin_agents
+    from tars.storage.database import make_session_factory, transaction
+    from tars.storage.types import utcnow
+
+    engine = make_engine(empty_database_url)
+    try:
+        migrate.upgrade(engine)
+        with transaction(make_session_factory(engine)) as session:
+            ensure_builtin_agents(session)
+        assert evaluations.bulk_load(engine, generate_evaluations(2_500, now=utcnow(), seed=1), chunk=1_000) == 2_500
+        with make_session_factory(engine)() as session:
+            page = evaluations.list_evaluations(session, evaluations.EvaluationFilter(agent_id="ppo"), limit=1000)
+        assert len(page.items) == 625 and page.next_cursor is None
+    finally:
+        engine.dispose()

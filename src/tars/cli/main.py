@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from tars.cli import client
 from tars.cli.apikeys import apikeys
+from tars.cli.dev import dev
 from tars.domain.errors import TarsError
 from tars.domain.users import Role
 from tars.settings import Settings
@@ -210,6 +211,7 @@ def users_create(ctx: click.Context, username: str, role: str, password_stdin: b
 
 
 cli.add_command(apikeys)
+cli.add_command(dev)
 cli.add_command(client.login)
 cli.add_command(client.train)
 cli.add_command(client.cancel)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import Engine, and_, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import InvalidField, NotFound
@@ -70,6 +71,39 @@ def insert_evaluations(session: Session, rows: list[dict[str, Any]]) -> list[Eva
                "created_at": now, **row} for row in rows]  # fmt: skip
     statement = insert(EvaluationRow).returning(EvaluationRow, sort_by_parameter_order=True)
     return list(session.scalars(statement, values))
+
+
+COLUMNS = ("agent_id", "environment", "region", "reward", "episode_length", "duration_ms", "status", "created_at")
+
+
+def bulk_load(engine: Engine, rows: Iterable[dict[str, Any]], *, chunk: int = 10_000) -> int:
+    """Load many evaluations as fast as the database takes them (COPY on PostgreSQL, batched
+    inserts on SQLite), each chunk in its own transaction; returns how many."""
+    loaded = 0
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            raw = connection.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cursor, cursor.copy(f"COPY evaluations ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[column] for column in COLUMNS])
+                    loaded += 1
+            raw.commit()
+        return loaded
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == chunk:
+            loaded += _insert_chunk(engine, batch)
+            batch = []
+    return loaded + _insert_chunk(engine, batch)
+
+
+def _insert_chunk(engine: Engine, batch: list[dict[str, Any]]) -> int:
+    if batch:
+        with engine.begin() as connection:
+            connection.execute(insert(EvaluationRow), batch)
+    return len(batch)
 
 
 def list_evaluations(

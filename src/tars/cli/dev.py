@@ -1,0 +1,43 @@
+"""`tars dev`: tools for development, demos and benchmarks."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from tars.settings import Settings
+
+
+@click.group()
+def dev() -> None:
+    """Development tools."""
+
+
+@dev.command("seed")
+@click.option("--evaluations", "count", type=click.IntRange(min=1), required=True, help="How many to add")
+@click.option("--days", type=click.FloatRange(min=0.001), default=30.0, show_default=True, help="Spread over")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed")
+@click.pass_obj
+def seed(settings: Settings, count: int, days: float, seed: int) -> None:
+    """Add realistic evaluations: every built-in agent in every region over the last DAYS."""
+    from tars.services.seeding import generate_evaluations
+    from tars.storage import evaluations, migrate, schema
+    from tars.storage.agents import ensure_builtin_agents
+    from tars.storage.database import make_engine, make_session_factory, transaction
+    from tars.storage.types import utcnow
+
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        if settings.embedded:
+            migrate.upgrade(engine)
+        elif not schema.is_current(engine):
+            raise click.ClickException("the database schema is not up to date; run `tars db upgrade` first")
+        with transaction(make_session_factory(engine)) as session:
+            ensure_builtin_agents(session)
+        started = time.perf_counter()
+        loaded = evaluations.bulk_load(engine, generate_evaluations(count, now=utcnow(), days=days, seed=seed))
+        elapsed = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    click.echo(f"added {loaded:,} evaluations in {elapsed:.1f} s ({loaded / max(elapsed, 1e-9):,.0f}/s)")
