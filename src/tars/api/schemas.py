@@ -226,6 +226,41 @@ class EvaluationIn(RequestModel):
     duration_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
+class EvaluationStatistics(BaseModel):
+    count: int
+    failed: int
+    mean_reward: float | None = Field(description="Of the completed evaluations")
+    std_reward: float | None
+    min_reward: float | None
+    max_reward: float | None
+    mean_duration_ms: float | None
+    p50_duration_ms: float | None = Field(description="From a histogram: within a few percent")
+    p95_duration_ms: float | None
+
+
+class EvaluationGroupOut(EvaluationStatistics):
+    agent_id: str | None = None
+    environment: str | None = None
+    region: str | None = None
+
+
+class EvaluationSummaryOut(BaseModel):
+    since: datetime
+    until: datetime
+    groups: list[EvaluationGroupOut]
+
+
+class EvaluationPointOut(EvaluationStatistics):
+    at: datetime = Field(description="Start of the interval")
+
+
+class EvaluationSeriesOut(BaseModel):
+    since: datetime
+    until: datetime
+    interval: Literal["hour", "day"]
+    points: list[EvaluationPointOut]
+
+
 class EvaluationBatchIn(RequestModel):
     items: list[EvaluationIn] = Field(min_length=1, max_length=1000, description="Stored all together or not at all")
 

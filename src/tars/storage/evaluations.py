@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, or_, select
+from sqlalchemy import Engine, and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import InvalidField, NotFound
+from tars.storage import rollups
 from tars.storage.tables import EvaluationRow
 from tars.storage.types import utcnow
 
@@ -59,6 +60,7 @@ def insert_evaluation(
     )
     session.add(row)
     session.flush()
+    rollups.add(session, [row])
     return row
 
 
@@ -70,7 +72,9 @@ def insert_evaluations(session: Session, rows: list[dict[str, Any]]) -> list[Eva
     values = [{"run_id": None, "episode_length": None, "duration_ms": None, "status": "completed",
                "created_at": now, **row} for row in rows]  # fmt: skip
     statement = insert(EvaluationRow).returning(EvaluationRow, sort_by_parameter_order=True)
-    return list(session.scalars(statement, values))
+    stored = list(session.scalars(statement, values))
+    rollups.add(session, stored)
+    return stored
 
 
 COLUMNS = ("agent_id", "environment", "region", "reward", "episode_length", "duration_ms", "status", "created_at")
@@ -89,6 +93,7 @@ def bulk_load(engine: Engine, rows: Iterable[dict[str, Any]], *, chunk: int = 10
                     copy.write_row([row[column] for column in COLUMNS])
                     loaded += 1
             raw.commit()
+        _rebuild_rollups(engine)
         return loaded
     batch: list[dict[str, Any]] = []
     for row in rows:
@@ -96,7 +101,14 @@ def bulk_load(engine: Engine, rows: Iterable[dict[str, Any]], *, chunk: int = 10
         if len(batch) == chunk:
             loaded += _insert_chunk(engine, batch)
             batch = []
-    return loaded + _insert_chunk(engine, batch)
+    loaded += _insert_chunk(engine, batch)
+    _rebuild_rollups(engine)
+    return loaded
+
+
+def _rebuild_rollups(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        rollups.rebuild(session)
 
 
 def _insert_chunk(engine: Engine, batch: list[dict[str, Any]]) -> int:
@@ -166,5 +178,16 @@ def get_evaluation(session: Session, evaluation_id: int) -> EvaluationRow:
 
 
 def delete_evaluation(session: Session, row: EvaluationRow) -> None:
+    hours = rollups.hours_of([row])
     session.delete(row)
     session.flush()
+    rollups.recompute(session, hours)
+
+
+def delete_run_evaluations(session: Session, run_id: str) -> None:
+    """A run's evaluations, gone with an attempt that starts over; their hours summed again."""
+    stored = list(session.scalars(select(EvaluationRow).where(EvaluationRow.run_id == run_id)))
+    if not stored:
+        return
+    session.execute(delete(EvaluationRow).where(EvaluationRow.run_id == run_id))
+    rollups.recompute(session, rollups.hours_of(stored))

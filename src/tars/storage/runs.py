@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from tars.domain.errors import Conflict, NotFound
 from tars.domain.runs import MAX_ATTEMPTS, UNFINISHED, RunKind, RunStatus, TrainingJob
+from tars.storage import evaluations
 from tars.storage.tables import EvaluationRow, TrainingRunRow, TrainingStepRow
 from tars.storage.types import utcnow
 
@@ -104,7 +105,7 @@ def start_attempt(session: Session, run_id: str, worker: str) -> TrainingRunRow 
         row.finished_at = utcnow()
         return None
     session.execute(delete(TrainingStepRow).where(TrainingStepRow.run_id == run_id))
-    session.execute(delete(EvaluationRow).where(EvaluationRow.run_id == run_id))
+    evaluations.delete_run_evaluations(session, run_id)
     row.status = RunStatus.RUNNING.value
     row.worker = worker
     row.attempts += 1

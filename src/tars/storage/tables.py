@@ -5,9 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tars.domain.durations import BUCKETS
 from tars.storage.types import BigId, UTCDateTime, utcnow
 
 NAMING = {
@@ -217,3 +234,29 @@ Index(
 )
 Index("idx_training_runs_time", TrainingRunRow.created_at.desc(), TrainingRunRow.id.desc())
 Index("idx_training_runs_status", TrainingRunRow.status)
+
+
+# Evaluations summed per agent, environment, region and hour, kept up to date in the transaction
+# that stores or deletes evaluations: summaries and charts read these, not the raw rows.
+DURATION_COLUMNS = tuple(f"duration_bucket_{index:02d}" for index in range(BUCKETS))
+evaluation_rollups = Table(
+    "evaluation_rollups",
+    Base.metadata,
+    Column("agent_id", String(64), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("bucket", UTCDateTime(), nullable=False),
+    Column("count", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+    Column("failed", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+    # Reward statistics of the completed evaluations.
+    Column("reward_count", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+    Column("reward_sum", Float(), nullable=False),
+    Column("reward_square_sum", Float(), nullable=False),
+    Column("reward_min", Float(), nullable=True),
+    Column("reward_max", Float(), nullable=True),
+    Column("duration_count", BigInteger().with_variant(Integer(), "sqlite"), nullable=False),
+    Column("duration_sum", Float(), nullable=False),
+    *(Column(name, Integer(), nullable=False) for name in DURATION_COLUMNS),
+    PrimaryKeyConstraint("agent_id", "environment", "region", "bucket", name="pk_evaluation_rollups"),
+)
+Index("idx_evaluation_rollups_bucket", evaluation_rollups.c.bucket)

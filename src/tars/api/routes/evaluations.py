@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -14,13 +14,18 @@ from tars.api.schemas import (
     BigRowId,
     EvaluationBatchIn,
     EvaluationBatchOut,
+    EvaluationGroupOut,
     EvaluationIn,
     EvaluationOut,
     EvaluationPageOut,
+    EvaluationPointOut,
+    EvaluationSeriesOut,
+    EvaluationSummaryOut,
     Region,
     check_query_times,
 )
 from tars.domain.users import Principal
+from tars.services import summaries
 from tars.services.evaluations import (
     Answer,
     EvaluationSubmission,
@@ -29,6 +34,8 @@ from tars.services.evaluations import (
     submit_evaluations,
 )
 from tars.storage import evaluations
+from tars.storage.rollups import Scope
+from tars.storage.types import utcnow
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 
@@ -104,6 +111,61 @@ def _idempotency(key: str | None, principal: Principal, scope: str, body: BaseMo
 def _answered(answer: Answer) -> JSONResponse:
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+
+
+DEFAULT_WINDOW = timedelta(hours=24)
+
+
+@router.get("/summary", response_model=EvaluationSummaryOut)
+def summarize_evaluations(
+    session: SessionDep,
+    _principal: ViewerPrincipal,
+    agent_id: Annotated[str | None, Query(max_length=64)] = None,
+    environment: Annotated[str | None, Query(max_length=64)] = None,
+    region: Region | None = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: until - 24 h")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: now")] = None,
+    group_by: Annotated[
+        list[str] | None, Query(description="agent_id, environment, region; default agent_id, region")
+    ] = None,
+) -> EvaluationSummaryOut:
+    """Count, failures, reward mean/std/min/max and duration p50/p95 per group over a window, from
+    the hourly rollups (and the raw rows of the partial hours at its edges)."""
+    window = _window(since, until)
+    groups = summaries.summarize(
+        session,
+        Scope(agent_id, environment, region),
+        window,
+        group_by if group_by is not None else ["agent_id", "region"],
+    )
+    return EvaluationSummaryOut(
+        since=window.since, until=window.until, groups=[EvaluationGroupOut(**g) for g in groups]
+    )
+
+
+@router.get("/series", response_model=EvaluationSeriesOut)
+def evaluation_series(
+    session: SessionDep,
+    _principal: ViewerPrincipal,
+    agent_id: Annotated[str | None, Query(max_length=64)] = None,
+    environment: Annotated[str | None, Query(max_length=64)] = None,
+    region: Region | None = None,
+    since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: until - 24 h")] = None,
+    until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: now")] = None,
+    interval: Literal["hour", "day"] = "hour",
+) -> EvaluationSeriesOut:
+    """The same statistics per hour or day, for charts (intervals without evaluations are left out)."""
+    window = _window(since, until)
+    points = summaries.series(session, Scope(agent_id, environment, region), window, interval)
+    return EvaluationSeriesOut(
+        since=window.since, until=window.until, interval=interval, points=[EvaluationPointOut(**p) for p in points]
+    )
+
+
+def _window(since: datetime | None, until: datetime | None) -> summaries.Window:
+    check_query_times(since=since, until=until)
+    end = until or utcnow()
+    return summaries.Window(since=since or end - DEFAULT_WINDOW, until=end)
 
 
 @router.get("", response_model=EvaluationPageOut)
