@@ -70,7 +70,13 @@ class Totals:
     def from_mapping(cls, values: Any) -> Totals:
         # PostgreSQL sums BIGINTs as NUMERIC: back to int and float here.
         return cls(
-            **{name: (float if name.endswith("_sum") else int)(values[name] or 0) for name in _ADDITIVE},
+            count=int(values["count"]),
+            failed=int(values["failed"] or 0),
+            reward_count=int(values["reward_count"] or 0),
+            reward_sum=float(values["reward_sum"] or 0),
+            reward_square_sum=float(values["reward_square_sum"] or 0),
+            duration_count=int(values["duration_count"] or 0),
+            duration_sum=float(values["duration_sum"] or 0),
             reward_min=None if values["reward_min"] is None else float(values["reward_min"]),
             reward_max=None if values["reward_max"] is None else float(values["reward_max"]),
             durations=[int(values[name] or 0) for name in DURATION_COLUMNS],
