@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -20,7 +21,11 @@ _bearer = HTTPBearer(
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (tars_...)")
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies that do no blocking work are async: FastAPI runs a plain `def` dependency in the thread
+# pool, and a hop there and back for each would cost more than the whole database query.
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -28,15 +33,20 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
-    with runtime.sessions() as session:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
+    # Making a session connects to nothing; closing it returns its connection (a rollback), which
+    # may block, so that happens in the thread pool.
+    session = runtime.sessions()
+    try:
         yield session
+    finally:
+        await run_in_threadpool(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def client_address(request: Request) -> str | None:
+async def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
@@ -52,15 +62,16 @@ def presented_credential(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     runtime: RuntimeDep,
     _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
+    address = request.client.host if request.client else None
     known: Principal | None = getattr(request.state, "principal", None)  # the rate limiter asked already
     if known is not None:
-        return known.at(client_address(request))
+        return known.at(address)
     credential = presented_credential(request)
     if credential is None:
         raise HTTPException(
@@ -69,7 +80,10 @@ def get_principal(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        return runtime.authenticator.authenticate(credential).at(client_address(request))
+        principal = runtime.authenticator.cached(credential)
+        if principal is None:  # a cold credential: the database is asked, off the event loop
+            principal = await run_in_threadpool(runtime.authenticator.authenticate, credential)
+        return principal.at(address)
     except AuthenticationFailed as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
 
@@ -84,13 +98,13 @@ class RoleRequirement:
     def __init__(self, role: Role) -> None:
         self.role = role
 
-    def __call__(self, principal: CurrentPrincipal) -> Principal:
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
         if not principal.role.allows(self.role):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs the {self.role.value} role or higher")
         return principal
 
 
-def public() -> None:
+async def public() -> None:
     """The other declaration: anyone may call the route (health, metrics, login, the page), or it
     authenticates by its own protocol (the WebSocket)."""
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, insert, or_, select
+from sqlalchemy import Engine, Row, and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import InvalidField, NotFound
@@ -30,7 +30,8 @@ class EvaluationFilter:
 
 @dataclass(frozen=True)
 class EvaluationPage:
-    items: list[EvaluationRow]
+    # Rows with an evaluation's columns as attributes (id, agent_id, ..., created_at).
+    items: list[Row[Any]]
     next_cursor: str | None
 
 
@@ -121,7 +122,8 @@ def _insert_chunk(engine: Engine, batch: list[dict[str, Any]]) -> int:
 def list_evaluations(
     session: Session, where: EvaluationFilter, *, limit: int, cursor: str | None = None
 ) -> EvaluationPage:
-    query = select(EvaluationRow)
+    # Plain rows, not ORM objects: a page is read, never changed, and this is the hottest query.
+    query = select(*EvaluationRow.__table__.c)
     for column, value in (
         (EvaluationRow.agent_id, where.agent_id),
         (EvaluationRow.environment, where.environment),
@@ -143,7 +145,7 @@ def list_evaluations(
             )
         )
     query = query.order_by(EvaluationRow.created_at.desc(), EvaluationRow.id.desc()).limit(limit + 1)
-    rows = list(session.scalars(query))
+    rows = list(session.execute(query).all())
     more = len(rows) > limit
     items = rows[:limit]
     next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if more and items else None

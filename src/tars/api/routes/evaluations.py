@@ -4,6 +4,7 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Header, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -180,7 +181,7 @@ def list_evaluations(
     until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> EvaluationPageOut:
+) -> Response:
     check_query_times(since=since, until=until)
     page = evaluations.list_evaluations(
         session,
@@ -190,7 +191,11 @@ def list_evaluations(
         limit=limit,
         cursor=cursor,
     )
-    return EvaluationPageOut(items=[EvaluationOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
+    # The rows are the documented shape already (EvaluationPageOut); encoded straight to JSON, as
+    # validating and serialising each through pydantic cost more than the query.
+    items = [row._asdict() for row in page.items]
+    body = orjson.dumps({"items": items, "next_cursor": page.next_cursor}, option=orjson.OPT_UTC_Z)
+    return Response(body, media_type="application/json")
 
 
 @router.delete(
