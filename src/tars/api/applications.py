@@ -16,6 +16,7 @@ from tars.api.ratelimit import RateLimitMiddleware, RateLimits
 from tars.api.realtime import Hub
 from tars.api.routes import agents, apikeys, audit, auth, environments, evaluations, health, runs, train, ui, users, ws
 from tars.runtime import Runtime
+from tars.storage.database import make_async_engine
 from tars.version import __version__
 
 DASHBOARD_API = "dashboard-api"
@@ -70,17 +71,23 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
     hub = Hub(runtime.bus)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Made here, not with the runtime: an asyncio engine's connections belong to this loop.
+        app.state.read_engine = make_async_engine(runtime.settings.sqlalchemy_url, runtime.settings.db_pool())
         await hub.start()
         try:
             yield
         finally:
             await hub.stop()
+            if app.state.read_engine is not None:
+                await app.state.read_engine.dispose()
+            app.state.read_engine = None
 
     app = _base_app(
         runtime, DASHBOARD_API, "Evaluations, agents, runs and the live dashboard.", rate_limits, lifespan=lifespan
     )
     app.state.hub = hub
+    app.state.read_engine = None
     # The dashboard's own page starts training too, from its origin.
     for router in (
         evaluations.router,

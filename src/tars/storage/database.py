@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tars.storage.pool import PoolSettings
@@ -25,18 +26,7 @@ def make_engine(url: str, pool: PoolSettings | None = None) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    # pre_ping: a PostgreSQL restart leaves dead connections in the pool; replace them quietly.
-    connect_args: dict[str, Any] = {"connect_timeout": 5}
-    if pool.statement_timeout_ms:
-        connect_args["options"] = f"-c statement_timeout={pool.statement_timeout_ms}"
-    return create_engine(
-        url,
-        pool_pre_ping=True,
-        pool_size=pool.size,
-        max_overflow=pool.max_overflow,
-        pool_timeout=pool.timeout,
-        connect_args=connect_args,
-    )
+    return create_engine(url, **_postgres_pool(pool))
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -58,3 +48,25 @@ def transaction(factory: SessionFactory) -> Iterator[Session]:
     """A session whose work is committed together, or not at all."""
     with factory() as session, session.begin():
         yield session
+
+
+def make_async_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine | None:
+    """An asyncio engine for the API's hottest reads on PostgreSQL (psycopg's own async driver);
+    None on SQLite, where the thread pool serves."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return None
+    return create_async_engine(url, **_postgres_pool(pool or PoolSettings()))
+
+
+def _postgres_pool(pool: PoolSettings) -> dict[str, Any]:
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if pool.statement_timeout_ms:
+        connect_args["options"] = f"-c statement_timeout={pool.statement_timeout_ms}"
+    # pre_ping: a PostgreSQL restart leaves dead connections in the pool; replace them quietly.
+    return {
+        "pool_pre_ping": True,
+        "pool_size": pool.size,
+        "max_overflow": pool.max_overflow,
+        "pool_timeout": pool.timeout,
+        "connect_args": connect_args,
+    }

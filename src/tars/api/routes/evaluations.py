@@ -5,9 +5,11 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tars.api.deps import AdminPrincipal, OperatorPrincipal, RuntimeDep, SessionDep, ViewerPrincipal
 from tars.api.errors import UNREADABLE_BODY
@@ -26,6 +28,7 @@ from tars.api.schemas import (
     check_query_times,
 )
 from tars.domain.users import Principal
+from tars.runtime import Runtime
 from tars.services import summaries
 from tars.services.evaluations import (
     Answer,
@@ -163,6 +166,13 @@ def evaluation_series(
     )
 
 
+def _list_page(
+    runtime: Runtime, where: evaluations.EvaluationFilter, limit: int, cursor: str | None
+) -> evaluations.EvaluationPage:
+    with runtime.sessions() as session:
+        return evaluations.list_evaluations(session, where, limit=limit, cursor=cursor)
+
+
 def _window(since: datetime | None, until: datetime | None) -> summaries.Window:
     check_query_times(since=since, until=until)
     end = until or utcnow()
@@ -170,8 +180,9 @@ def _window(since: datetime | None, until: datetime | None) -> summaries.Window:
 
 
 @router.get("", response_model=EvaluationPageOut)
-def list_evaluations(
-    session: SessionDep,
+async def list_evaluations(
+    request: Request,
+    runtime: RuntimeDep,
     _principal: ViewerPrincipal,
     agent_id: str | None = None,
     environment: str | None = None,
@@ -183,14 +194,14 @@ def list_evaluations(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     check_query_times(since=since, until=until)
-    page = evaluations.list_evaluations(
-        session,
-        evaluations.EvaluationFilter(
-            agent_id=agent_id, environment=environment, region=region, run_id=run_id, since=since, until=until
-        ),
-        limit=limit,
-        cursor=cursor,
+    where = evaluations.EvaluationFilter(
+        agent_id=agent_id, environment=environment, region=region, run_id=run_id, since=since, until=until
     )
+    read_engine: AsyncEngine | None = request.app.state.read_engine
+    if read_engine is not None:  # PostgreSQL: the hottest read, without a hop to the thread pool
+        page = await evaluations.list_evaluations_async(read_engine, where, limit=limit, cursor=cursor)
+    else:
+        page = await run_in_threadpool(_list_page, runtime, where, limit, cursor)
     # The rows are the documented shape already (EvaluationPageOut); encoded straight to JSON, as
     # validating and serialising each through pydantic cost more than the query.
     items = [row._asdict() for row in page.items]
