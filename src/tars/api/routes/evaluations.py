@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -120,25 +120,37 @@ def _answered(answer: Answer) -> JSONResponse:
 DEFAULT_WINDOW = timedelta(hours=24)
 
 
-@router.get("/summary", response_model=EvaluationSummaryOut)
-def summarize_evaluations(
-    session: SessionDep,
-    _principal: ViewerPrincipal,
+async def scoped_window(
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
     environment: Annotated[str | None, Query(max_length=64)] = None,
     region: Region | None = None,
     since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: until - 24 h")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: now")] = None,
+) -> tuple[Scope, summaries.Window]:
+    """The filters summaries and series share: which evaluations, over which window."""
+    check_query_times(since=since, until=until)
+    end = until or utcnow()
+    return Scope(agent_id, environment, region), summaries.Window(since=since or end - DEFAULT_WINDOW, until=end)
+
+
+ScopedWindow = Annotated[tuple[Scope, summaries.Window], Depends(scoped_window)]
+
+
+@router.get("/summary", response_model=EvaluationSummaryOut)
+def summarize_evaluations(
+    session: SessionDep,
+    _principal: ViewerPrincipal,
+    scoped: ScopedWindow,
     group_by: Annotated[
         list[str] | None, Query(description="agent_id, environment, region; default agent_id, region")
     ] = None,
 ) -> EvaluationSummaryOut:
     """Count, failures, reward mean/std/min/max and duration p50/p95 per group over a window, from
     the hourly rollups (and the raw rows of the partial hours at its edges)."""
-    window = _window(since, until)
+    scope, window = scoped
     groups = summaries.summarize(
         session,
-        Scope(agent_id, environment, region),
+        scope,
         window,
         group_by if group_by is not None else ["agent_id", "region"],
     )
@@ -151,16 +163,12 @@ def summarize_evaluations(
 def evaluation_series(
     session: SessionDep,
     _principal: ViewerPrincipal,
-    agent_id: Annotated[str | None, Query(max_length=64)] = None,
-    environment: Annotated[str | None, Query(max_length=64)] = None,
-    region: Region | None = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: until - 24 h")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: now")] = None,
+    scoped: ScopedWindow,
     interval: Literal["hour", "day"] = "hour",
 ) -> EvaluationSeriesOut:
     """The same statistics per hour or day, for charts (intervals without evaluations are left out)."""
-    window = _window(since, until)
-    points = summaries.series(session, Scope(agent_id, environment, region), window, interval)
+    scope, window = scoped
+    points = summaries.series(session, scope, window, interval)
     return EvaluationSeriesOut(
         since=window.since, until=window.until, interval=interval, points=[EvaluationPointOut(**p) for p in points]
     )
@@ -171,12 +179,6 @@ def _list_page(
 ) -> evaluations.EvaluationPage:
     with runtime.sessions() as session:
         return evaluations.list_evaluations(session, where, limit=limit, cursor=cursor)
-
-
-def _window(since: datetime | None, until: datetime | None) -> summaries.Window:
-    check_query_times(since=since, until=until)
-    end = until or utcnow()
-    return summaries.Window(since=since or end - DEFAULT_WINDOW, until=end)
 
 
 @router.get("", response_model=EvaluationPageOut)
