@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from tars.domain.users import Principal, Role
 from tars.runtime import Runtime
 from tars.services.auth import AuthenticationFailed
+from tars.services.credentials import Authenticator
 
 _bearer = HTTPBearer(
     auto_error=False, description="An access token from POST /api/v1/auth/login, or an API key (tars_...)"
@@ -65,6 +66,15 @@ def presented_credential(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+async def authenticate_off_loop(authenticator: Authenticator, credential: str) -> Principal:
+    """The principal of ``credential`` from memory when the cache can answer; a cold credential
+    needs the database, which is asked from the thread pool, never on the event loop."""
+    principal = authenticator.cached(credential)
+    if principal is None:
+        principal = await run_in_threadpool(authenticator.authenticate, credential)
+    return principal
+
+
 async def get_principal(
     request: Request,
     runtime: RuntimeDep,
@@ -83,10 +93,7 @@ async def get_principal(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        principal = runtime.authenticator.cached(credential)
-        if principal is None:  # a cold credential: the database is asked, off the event loop
-            principal = await run_in_threadpool(runtime.authenticator.authenticate, credential)
-        return principal.at(address)
+        return (await authenticate_off_loop(runtime.authenticator, credential)).at(address)
     except AuthenticationFailed as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
 

@@ -13,14 +13,13 @@ import logging
 import math
 import time
 
-import anyio.to_thread
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tars.api.deps import presented_credential
+from tars.api.deps import authenticate_off_loop, presented_credential
 from tars.bus import keys
 from tars.services.auth import AuthenticationFailed
 from tars.services.credentials import Authenticator
@@ -116,9 +115,7 @@ class RateLimitMiddleware:
         if credential is None:
             return route_class, address
         try:
-            principal = self.authenticator.cached(credential)
-            if principal is None:  # a cold credential: the database is asked, off the event loop
-                principal = await anyio.to_thread.run_sync(self.authenticator.authenticate, credential)
+            principal = await authenticate_off_loop(self.authenticator, credential)
         except AuthenticationFailed:
             return route_class, address  # counted by address; the route answers 401
         except Exception as exc:  # the database is away: the route will say so

@@ -8,11 +8,10 @@ import json
 import time
 from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from tars.api.deps import Public
+from tars.api.deps import Public, authenticate_off_loop
 from tars.api.realtime import Hub, Live, Subscribe, Unsubscribe, count_sent
 from tars.domain.events import is_channel
 from tars.domain.users import Principal
@@ -153,10 +152,7 @@ async def _authenticate(websocket: WebSocket, runtime: Runtime) -> Principal | N
     try:
         if not isinstance(token, str):
             raise AuthenticationFailed('authenticate first: send {"type":"auth","token":...}')
-        principal = runtime.authenticator.cached(token)
-        if principal is None:  # a cold credential: the database is asked, off the event loop
-            principal = await anyio.to_thread.run_sync(runtime.authenticator.authenticate, token)
-        return principal
+        return await authenticate_off_loop(runtime.authenticator, token)
     except AuthenticationFailed as exc:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.send_json({"type": "error", "message": str(exc)})
