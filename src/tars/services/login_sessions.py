@@ -77,9 +77,8 @@ def refresh(
     """Exchange ``refresh_token`` for a new pair. Raises AuthenticationFailed for a token that is
     unknown, expired, or of an ended session; returns ``revoked_session`` for a reused one (the
     caller commits the revocation, then refuses)."""
-    token_id, secret_hash = _parse(refresh_token)
-    row = auth_sessions.refresh_token_for_update(session, token_id)
-    if row is None or not hmac.compare_digest(row.token_hash, secret_hash):
+    row = _genuine_token(session, refresh_token)
+    if row is None:
         raise AuthenticationFailed("invalid refresh token")
     login = auth_sessions.get_session(session, row.session_id)
     now = utcnow()
@@ -116,14 +115,8 @@ def end(session: Session, by: Principal, session_id: str) -> bool:
 
 def session_of_refresh_token(session: Session, refresh_token: str) -> str | None:
     """The session a refresh token belongs to, if the token is genuine."""
-    try:
-        token_id, secret_hash = _parse(refresh_token)
-    except AuthenticationFailed:
-        return None
-    row = auth_sessions.refresh_token_for_update(session, token_id)
-    if row is None or not hmac.compare_digest(row.token_hash, secret_hash):
-        return None
-    return row.session_id
+    row = _genuine_token(session, refresh_token)
+    return None if row is None else row.session_id
 
 
 def session_is_live(session: Session, session_id: str, now: datetime) -> bool:
@@ -157,11 +150,15 @@ def _pair(
     )
 
 
-def _parse(refresh_token: str) -> tuple[str, str]:
+def _genuine_token(session: Session, refresh_token: str) -> RefreshTokenRow | None:
+    """The stored row of a well-formed token whose secret matches (locked for the transaction)."""
     parts = refresh_token.split(".")
     if len(parts) != 3 or parts[0] != REFRESH_MARK or len(parts[1]) != 32 or not parts[2]:
-        raise AuthenticationFailed("invalid refresh token")
-    return parts[1], _hash(parts[2])
+        return None
+    row = auth_sessions.refresh_token_for_update(session, parts[1])
+    if row is None or not hmac.compare_digest(row.token_hash, _hash(parts[2])):
+        return None
+    return row
 
 
 def _hash(secret: str) -> str:
