@@ -205,6 +205,22 @@ def orchestration(runtime: Runtime) -> Iterator[TestClient]:
         yield client
 
 
+@pytest.fixture
+def second_replica(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
+    """Another process of the same deployment (orchestration): its own runtime, credential cache and
+    listener; the same database, and Redis when distributed."""
+    other = build_runtime(settings, migrate_schema=False)
+    try:
+        with TestClient(create_orchestration_app(other)) as client:
+            yield client
+    finally:
+        other.close()
+
+
+def bearer(credential: object) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
 def login(client: TestClient, username: str) -> dict[str, str]:
     response = client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
     assert response.status_code == 200, response.text

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tars.api.applications import create_dashboard_app, create_orchestration_app
-from tars.runtime import Runtime, build_runtime
-from tars.settings import Settings
+from tars.api.applications import create_dashboard_app
+from tars.runtime import Runtime
 from tars.storage.tables import ApiKeyRow
 from tars.storage.types import utcnow
+from tests.conftest import bearer
 
 
 def create_key(client: TestClient, admin: dict[str, str], **body: object) -> dict[str, object]:
@@ -24,10 +22,6 @@ def create_key(client: TestClient, admin: dict[str, str], **body: object) -> dic
     assert response.status_code == 201, response.text
     created: dict[str, object] = response.json()
     return created
-
-
-def bearer(key: object) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def test_a_key_is_shown_once_and_stored_only_as_a_hash(
@@ -92,18 +86,6 @@ def test_an_expired_key_is_refused(dashboard: TestClient, runtime: Runtime, auth
     runtime.authenticator.forget(f"key:{created['prefix']}")  # what a change of expiry would announce
     response = dashboard.get("/api/v1/agents", headers=bearer(created["key"]))
     assert response.status_code == 401 and "expired" in response.json()["detail"]
-
-
-@pytest.fixture
-def second_replica(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
-    """Another process of the same deployment: its own runtime, cache and listener; same database
-    (and Redis, when distributed)."""
-    other = build_runtime(settings, migrate_schema=False)
-    try:
-        with TestClient(create_orchestration_app(other)) as client:
-            yield client
-    finally:
-        other.close()
 
 
 def test_a_revoked_key_is_refused_at_once_on_every_replica(

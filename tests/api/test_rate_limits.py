@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 from tars.api.applications import create_dashboard_app, create_orchestration_app, shared_rate_limits
 from tars.api.ratelimit import RateLimitMiddleware, RateLimits
 from tars.bus.memory import DataDirInvalidations
-from tars.runtime import Runtime, build_runtime
+from tars.runtime import Runtime
 from tars.services.auth import TokenService
 from tars.services.credentials import Authenticator
 from tars.settings import Settings
@@ -68,11 +67,8 @@ def test_public_routes_outside_the_api_are_not_counted(dashboard: TestClient) ->
 
 
 @pytest.fixture
-def replicas(runtime: Runtime, settings: Settings) -> Iterator[tuple[TestClient, TestClient]]:
-    twin = build_runtime(settings, migrate_schema=False)
-    with TestClient(create_dashboard_app(runtime)) as first, TestClient(create_orchestration_app(twin)) as second:
-        yield first, second
-    twin.close()
+def replicas(dashboard: TestClient, second_replica: TestClient) -> tuple[TestClient, TestClient]:
+    return dashboard, second_replica
 
 
 @pytest.mark.parametrize("backend", ["distributed"], indirect=True)

@@ -4,16 +4,13 @@ token ends its whole family, and a logged-out session's tokens are refused every
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from tars.api.applications import create_orchestration_app
-from tars.runtime import Runtime, build_runtime
-from tars.settings import Settings
-from tests.conftest import PASSWORD, TEST_SECRET
+from tars.runtime import Runtime
+from tests.conftest import PASSWORD, TEST_SECRET, bearer
 
 
 def log_in(client: TestClient, username: str = "operator-user") -> dict[str, object]:
@@ -21,10 +18,6 @@ def log_in(client: TestClient, username: str = "operator-user") -> dict[str, obj
     assert response.status_code == 200, response.text
     body: dict[str, object] = response.json()
     return body
-
-
-def bearer(token: object) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def refresh(client: TestClient, token: object) -> tuple[int, dict[str, object]]:
@@ -70,16 +63,6 @@ def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(
     assert dashboard.get("/api/v1/runs", headers=bearer(other["access_token"])).status_code == 200
     events = dashboard.get("/api/v1/audit?action=auth.refresh_reused", headers=auth["admin"]).json()["items"]
     assert [(e["actor"], e["outcome"]) for e in events] == [("operator-user", "failure")]
-
-
-@pytest.fixture
-def second_replica(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
-    other = build_runtime(settings, migrate_schema=False)
-    try:
-        with TestClient(create_orchestration_app(other)) as client:
-            yield client
-    finally:
-        other.close()
 
 
 def test_logout_revokes_the_session_on_every_replica(dashboard: TestClient, second_replica: TestClient) -> None:
