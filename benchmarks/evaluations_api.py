@@ -140,6 +140,18 @@ def add_user(engine: Engine) -> None:
         create_user(session, USERNAME, PASSWORD, Role.ADMIN)
 
 
+def prepare_database(database_url: str, rows: int) -> float:
+    """The schema at head, ``rows`` evaluations and the benchmark's user; returns the seeding seconds."""
+    engine = make_engine(database_url)
+    try:
+        migrate.upgrade(engine)
+        seeded = seed(database_url, rows)
+        add_user(engine)
+    finally:
+        engine.dispose()
+    return seeded
+
+
 def drop_v1_0_1_indexes(database_url: str) -> list[str]:
     """Back to v1.0.0's indexes under a current schema: every index the 0004 migration builds, dropped."""
     specs = importlib.import_module(f"tars.storage.migrations.versions.{V1_0_1_INDEXES}").INDEXES
@@ -453,11 +465,9 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         dashboard_api(args.redis_url, database_url) as dashboard,
     ):
         args.database_url = database_url
+        seeded = prepare_database(database_url, args.evaluations)
         engine = make_engine(database_url)
         try:
-            migrate.upgrade(engine)
-            seeded = seed(database_url, args.evaluations)
-            add_user(engine)
             dropped = drop_v1_0_1_indexes(database_url)
             before = latency_phase(dashboard, engine, queries, args)
             reported: list[str] = []
@@ -603,13 +613,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         dashboard_api(args.redis_url, database_url) as dashboard,
         tempfile.TemporaryDirectory(prefix="tars-bench-floor-") as folder,
     ):
-        engine = make_engine(database_url)
-        try:
-            migrate.upgrade(engine)
-            seeded = seed(database_url, args.evaluations)
-            add_user(engine)
-        finally:
-            engine.dispose()
+        seeded = prepare_database(database_url, args.evaluations)
         dashboard.start()
         token = login(dashboard.port)
         auth = {"Authorization": f"Bearer {token}"}
@@ -790,13 +794,7 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="tars-bench-ingest-") as tmp,
     ):
         folder = Path(tmp)
-        engine = make_engine(database_url)
-        try:
-            migrate.upgrade(engine)
-            seeded = seed(database_url, args.evaluations)
-            add_user(engine)
-        finally:
-            engine.dispose()
+        seeded = prepare_database(database_url, args.evaluations)
         dashboard.start()
         token = login(dashboard.port)
         auth = {"Authorization": f"Bearer {token}"}
