@@ -3,34 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
-
 import click
 
-from tars.domain.errors import TarsError
+from tars.cli.database import database
 from tars.domain.users import Role
 from tars.settings import Settings
-
-if TYPE_CHECKING:
-    from tars.storage.database import SessionFactory
-
-
-@contextmanager
-def _database(settings: Settings) -> Iterator[SessionFactory]:
-    from tars.storage import migrate
-    from tars.storage.database import make_engine, make_session_factory
-
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        if settings.embedded:
-            migrate.upgrade(engine)
-        yield make_session_factory(engine)
-    except TarsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        engine.dispose()
 
 
 @click.group()
@@ -47,9 +24,10 @@ def apikeys() -> None:
 def create(settings: Settings, username: str, role: str, expires_in: str | None, name: str | None) -> None:
     """Create a key and print it. It is shown this once: only its hash is kept."""
     from tars.services.apikeys import create_key, parse_lifetime
-    from tars.storage.database import transaction
+    from tars.storage.database import make_session_factory, transaction
 
-    with _database(settings) as sessions:
+    with database(settings) as engine:
+        sessions = make_session_factory(engine)
         lifetime = parse_lifetime(expires_in) if expires_in else None
         with transaction(sessions) as session:
             created = create_key(session, None, username=username, role=Role(role), name=name, lifetime=lifetime)
@@ -67,8 +45,9 @@ def list_keys(settings: Settings, username: str | None, include_revoked: bool) -
     """List keys (their prefixes; never the keys)."""
     from tars.storage import apikeys as rows
     from tars.storage import users
+    from tars.storage.database import make_session_factory
 
-    with _database(settings) as sessions, sessions() as session:
+    with database(settings) as engine, make_session_factory(engine)() as session:
         user_id = None
         if username is not None:
             owner = users.get_user_by_username(session, username)
@@ -95,9 +74,10 @@ def revoke(settings: Settings, key: str) -> None:
     from tars.runtime import make_invalidations
     from tars.services.apikeys import revoke_key
     from tars.services.credentials import key_topic
-    from tars.storage.database import transaction
+    from tars.storage.database import make_session_factory, transaction
 
-    with _database(settings) as sessions:
+    with database(settings) as engine:
+        sessions = make_session_factory(engine)
         with transaction(sessions) as session:
             row = revoke_key(session, None, int(key) if key.isdigit() else key)
         invalidations = make_invalidations(settings)

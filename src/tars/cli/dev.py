@@ -6,6 +6,7 @@ import time
 
 import click
 
+from tars.cli.database import database
 from tars.settings import Settings
 
 
@@ -22,22 +23,15 @@ def dev() -> None:
 def seed(settings: Settings, count: int, days: float, seed: int) -> None:
     """Add realistic evaluations: every built-in agent in every region over the last DAYS."""
     from tars.services.seeding import generate_evaluations
-    from tars.storage import evaluations, migrate, schema
+    from tars.storage import evaluations
     from tars.storage.agents import ensure_builtin_agents
-    from tars.storage.database import make_engine, make_session_factory, transaction
+    from tars.storage.database import make_session_factory, transaction
     from tars.storage.types import utcnow
 
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        if settings.embedded:
-            migrate.upgrade(engine)
-        elif not schema.is_current(engine):
-            raise click.ClickException("the database schema is not up to date; run `tars db upgrade` first")
+    with database(settings, require_current_schema=True) as engine:
         with transaction(make_session_factory(engine)) as session:
             ensure_builtin_agents(session)
         started = time.perf_counter()
         loaded = evaluations.bulk_load(engine, generate_evaluations(count, now=utcnow(), days=days, seed=seed))
         elapsed = time.perf_counter() - started
-    finally:
-        engine.dispose()
     click.echo(f"added {loaded:,} evaluations in {elapsed:.1f} s ({loaded / max(elapsed, 1e-9):,.0f}/s)")

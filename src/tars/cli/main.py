@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from tars.cli import client
 from tars.cli.apikeys import apikeys
 from tars.cli.dev import dev
-from tars.domain.errors import TarsError
 from tars.domain.users import Role
 from tars.settings import Settings
 from tars.version import VERSION
@@ -189,25 +188,17 @@ def users() -> None:
 @click.pass_context
 def users_create(ctx: click.Context, username: str, role: str, password_stdin: bool) -> None:
     """Create USERNAME; the password is asked for (or read from stdin), never given as an argument."""
+    from tars.cli.database import database
     from tars.services.auth import create_user
-    from tars.storage import migrate
-    from tars.storage.database import make_engine, make_session_factory, transaction
+    from tars.storage.database import make_session_factory, transaction
 
     if password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    engine = make_engine(_settings(ctx).sqlalchemy_url)
-    try:
-        if _settings(ctx).embedded:
-            migrate.upgrade(engine)
-        with transaction(make_session_factory(engine)) as session:
-            user = create_user(session, username, password, Role(role))
-            click.echo(f"created user {user.username} ({user.role})")
-    except TarsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        engine.dispose()
+    with database(_settings(ctx)) as engine, transaction(make_session_factory(engine)) as session:
+        user = create_user(session, username, password, Role(role))
+        click.echo(f"created user {user.username} ({user.role})")
 
 
 cli.add_command(apikeys)
