@@ -49,21 +49,19 @@ def insert_evaluation(
     status: str = "completed",
     created_at: datetime | None = None,
 ) -> EvaluationRow:
-    row = EvaluationRow(
-        agent_id=agent_id,
-        run_id=run_id,
-        environment=environment,
-        region=region,
-        reward=reward,
-        episode_length=episode_length,
-        duration_ms=duration_ms,
-        status=status,
-        created_at=created_at or utcnow(),
-    )
-    session.add(row)
-    session.flush()
-    rollups.add(session, [row])
-    return row
+    row: dict[str, Any] = {
+        "agent_id": agent_id,
+        "run_id": run_id,
+        "environment": environment,
+        "region": region,
+        "reward": reward,
+        "episode_length": episode_length,
+        "duration_ms": duration_ms,
+        "status": status,
+    }
+    if created_at is not None:
+        row["created_at"] = created_at
+    return insert_evaluations(session, [row])[0]
 
 
 def insert_evaluations(session: Session, rows: list[dict[str, Any]]) -> list[EvaluationRow]:
