@@ -78,10 +78,10 @@ async def authenticate_off_loop(authenticator: Authenticator, credential: str) -
 async def get_principal(
     request: Request,
     runtime: RuntimeDep,
+    address: ClientAddress,
     _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    address = request.client.host if request.client else None
     known: Principal | None = getattr(request.state, "principal", None)  # the rate limiter asked already
     if known is not None:
         return known.at(address)
