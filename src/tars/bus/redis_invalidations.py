@@ -56,9 +56,6 @@ class RedisInvalidations:
     def check(self) -> None:
         return None  # the listener thread delivers as messages arrive
 
-    def wait_subscribed(self, timeout: float) -> bool:
-        return self._subscribed.wait(timeout)
-
     def _run(self) -> None:
         while not self._stopping.is_set():
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]

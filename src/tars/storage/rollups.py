@@ -180,12 +180,12 @@ def raw_totals(
     duration = EvaluationRow.duration_ms
     histogram = []
     for index in range(BUCKETS):
-        low = BOUNDS_MS[index - 1] if index > 0 else None
-        high = BOUNDS_MS[index] if index < len(BOUNDS_MS) else None
-        inside = and_(*(condition for condition in (
-            duration > low if low is not None else None,
-            duration <= high if high is not None else None,
-        ) if condition is not None))  # fmt: skip
+        bounds = []  # bucket i holds (B[i-1], B[i]]; the first has no lower bound, the last no upper
+        if index > 0:
+            bounds.append(duration > BOUNDS_MS[index - 1])
+        if index < len(BOUNDS_MS):
+            bounds.append(duration <= BOUNDS_MS[index])
+        inside = and_(*bounds)
         histogram.append(func.coalesce(func.sum(case((inside, 1), else_=0)), 0).label(DURATION_COLUMNS[index]))
     reward = case((completed, EvaluationRow.reward))
     query = select(
