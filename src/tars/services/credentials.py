@@ -88,12 +88,14 @@ class Authenticator:
     def authenticate(self, credential: str) -> Principal:
         """The principal ``credential`` stands for; AuthenticationFailed (safe to show) otherwise."""
         self._start()
+        self._invalidations.check()
         if apikeys.looks_like_key(credential):
             return self._by_key(credential)
         return self._by_token(credential)
 
     def cached(self, credential: str) -> Principal | None:
         """The principal, if the answer needs no database (for code that must not block)."""
+        self._invalidations.check()
         try:
             if apikeys.looks_like_key(credential):
                 return self._by_key(credential, cached_only=True)
@@ -178,7 +180,6 @@ class Authenticator:
     # the cache
 
     def _lookup(self, name: str, cached_only: bool, load: Callable[[], object]) -> object:
-        self._invalidations.check()
         trusted = self._invalidations.reliable
         if trusted:
             hit = self._cache.get(name)
