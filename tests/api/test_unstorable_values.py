@@ -19,4 +19,4 @@ def test_a_nul_character_postgresql_cannot_store_is_a_422_not_a_500(
     ):
         response = client.request(method, url, json=body, headers=admin)
         assert response.status_code == 422, (url, response.text)
-        assert "NUL" in response.json()["detail"]
+        assert "NUL" in response.json()["detail"][0]["msg"]

@@ -53,12 +53,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def unstorable_value(_request: Request, exc: DataError) -> JSONResponse:
         # A value the schema let through but the database cannot hold or compare: a NUL character in
-        # text on PostgreSQL, say. The client's input, so a 4xx that says what, not a 500.
+        # text on PostgreSQL, say. The client's input, so a 422 in the shape of every other (which
+        # field is not known here), not a 500.
         reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
-        return JSONResponse(
-            {"detail": f"a value in this request cannot be stored or compared: {reason}"},
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        )
+        problem = {"loc": ["request"], "msg": f"a value cannot be stored or compared: {reason}", "type": "value_error"}
+        return JSONResponse({"detail": [problem]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(OperationalError)
     async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
