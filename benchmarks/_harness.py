@@ -6,11 +6,13 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,10 +23,14 @@ import psutil
 import redis
 
 from tars.domain.runs import RunStatus
+from tars.domain.users import Role
 from tars.runtime import Runtime, build_runtime
+from tars.services.apikeys import create_key
+from tars.services.auth import create_user
 from tars.services.training import TrainingRequest, submit_training
 from tars.settings import Settings
 from tars.storage import runs
+from tars.storage.database import transaction
 from tars.worker.resources import process_tree_rss
 
 MIB = 2**20
@@ -32,15 +38,37 @@ MIB = 2**20
 
 @dataclass
 class WorkerStack:
-    """A submitting runtime and one real `tars worker` process taking its jobs."""
+    """A submitting runtime, the orchestration service and one real `tars worker` process."""
 
     runtime: Runtime
     worker: psutil.Process
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service at {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the service at {url} did not become healthy within {timeout} s")
+
+
 @contextmanager
 def worker_process(redis_url: str) -> Iterator[WorkerStack]:
-    """T.A.R.S. with one `tars worker` process, as deployed: Redis Streams and a shared SQLite file.
+    """T.A.R.S. as deployed with one `tars worker` process: Redis Streams, a shared SQLite file,
+    the orchestration service the worker reports to (with an operator's API key).
 
     The Redis database given is emptied first: point it at one kept for benchmarks.
     """
@@ -49,21 +77,35 @@ def worker_process(redis_url: str) -> Iterator[WorkerStack]:
         secret = secrets.token_urlsafe(48)
         settings = Settings(data_dir=Path(data_dir), jwt_secret=secret, redis_url=redis_url, log_level="WARNING")
         runtime = build_runtime(settings, migrate_schema=True)
+        with transaction(runtime.sessions) as session:
+            create_user(session, "bench-fleet", secrets.token_urlsafe(16), Role.OPERATOR)
+            key = create_key(session, None, username="bench-fleet", role=Role.OPERATOR, name="bench").key
+        port = _free_port()
         environment = os.environ | {
             "TARS_DATA_DIR": data_dir,
             "TARS_JWT_SECRET": secret,
             "TARS_REDIS_URL": redis_url,
+            "TARS_LOG_LEVEL": "WARNING",
+            "TARS_ORCHESTRATION_PORT": str(port),
+        }
+        tars = str(Path(sys.executable).with_name("tars"))
+        orchestration = subprocess.Popen([tars, "serve", "orchestration"], env=environment, stdout=subprocess.DEVNULL)
+        worker_environment = environment | {
             "TARS_WORKER_NAME": "bench-worker",
             "TARS_WORKER_METRICS_PORT": "0",
-            "TARS_LOG_LEVEL": "WARNING",
+            "TARS_WORKER_API_KEY": key,
+            "TARS_ORCHESTRATION_URL": f"http://127.0.0.1:{port}",
         }
-        tars = Path(sys.executable).with_name("tars")
-        process = subprocess.Popen([str(tars), "worker"], env=environment, stdout=subprocess.DEVNULL)
+        process = None
         try:
+            _wait_healthy(f"http://127.0.0.1:{port}", orchestration)
+            process = subprocess.Popen([tars, "worker"], env=worker_environment, stdout=subprocess.DEVNULL)
             yield WorkerStack(runtime, psutil.Process(process.pid))
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
+            for service in (process, orchestration):
+                if service is not None:
+                    service.send_signal(signal.SIGTERM)
+                    service.wait(60)
             runtime.close()
 
 

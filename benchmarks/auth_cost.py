@@ -68,7 +68,7 @@ def seed(runtime: Runtime, keys: int) -> tuple[list[str], str]:
                 owner = owners[n % len(owners)]
                 made.append(create_key(session, None, username=owner.username, role=Role.VIEWER).key)
     with transaction(runtime.sessions) as session:
-        pair = login_sessions.start(session, runtime.tokens, runtime.lifetimes, admin, "127.0.0.1")
+        pair = login_sessions.start(session, runtime.security.tokens, runtime.security.lifetimes, admin, "127.0.0.1")
     return made, pair.access_token
 
 
@@ -100,7 +100,7 @@ def main() -> None:
             started = time.perf_counter()
             keys, token = seed(runtime, args.keys)
             seeding_s = time.perf_counter() - started
-            authenticate = runtime.authenticator.authenticate
+            authenticate = runtime.security.authenticator.authenticate
             for key in keys:  # this replica has seen every key once (and the listener is subscribed)
                 authenticate(key)
             authenticate(token)
@@ -109,7 +109,7 @@ def main() -> None:
                 "jwt": timings_ms(args.requests, lambda _n: authenticate(token)),
                 "api_key": timings_ms(args.requests, lambda n: authenticate(keys[order[n]])),
                 "api_key_cold": timings_ms(
-                    min(args.requests, 5000), lambda n: cold.authenticator.authenticate(keys[order[n]])
+                    min(args.requests, 5000), lambda n: cold.security.authenticator.authenticate(keys[order[n]])
                 ),
             }
             slow_hash = hash_password(keys[0])

@@ -118,7 +118,7 @@ def deployment(redis_url: str, database_url: str | None = None) -> Iterator[tupl
         runtime = build_runtime(settings, migrate_schema=True)
         with transaction(runtime.sessions) as session:
             user = create_user(session, "bench-viewer", "bench-password-long-enough", Role.VIEWER)
-            token = runtime.tokens.issue(user).access_token
+            token = runtime.security.tokens.issue(user).access_token
         env = os.environ | {
             "TARS_DATA_DIR": str(data_dir),
             "TARS_JWT_SECRET": secret,

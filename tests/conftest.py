@@ -235,7 +235,7 @@ def auth(runtime: Runtime, users: dict[str, str]) -> dict[str, dict[str, str]]:
         for role, username in users.items():
             user = get_user_by_username(session, username)
             assert user is not None
-            headers[role] = {"Authorization": f"Bearer {runtime.tokens.issue(user).access_token}"}
+            headers[role] = {"Authorization": f"Bearer {runtime.security.tokens.issue(user).access_token}"}
     return headers
 
 

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0)
     # Matches the Kubernetes terminationGracePeriodSeconds of the worker pods.
     worker_shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    # A separate worker records its attempts through the orchestration service (orchestration_url)
+    # with this API key, of an operator; it holds no database client.
+    worker_api_key: SecretStr | None = None
+    # How long a worker retries a report the orchestration service cannot take (down, restarting)
+    # before it hands the job back.
+    worker_report_retry_seconds: float = Field(default=120.0, gt=0)
 
     # Requests per principal (or, without credentials, per client address) and route class; in Redis
     # when distributed, so every replica spends one budget. "N/second|minute|hour", several with ";".

@@ -83,7 +83,7 @@ def test_an_expired_key_is_refused(dashboard: TestClient, runtime: Runtime, auth
         row = session.get(ApiKeyRow, created["id"])
         assert row is not None
         row.expires_at = utcnow() - timedelta(seconds=1)
-    runtime.authenticator.forget(f"key:{created['prefix']}")  # what a change of expiry would announce
+    runtime.security.authenticator.forget(f"key:{created['prefix']}")  # what a change of expiry would announce
     response = dashboard.get("/api/v1/agents", headers=bearer(created["key"]))
     assert response.status_code == 401 and "expired" in response.json()["detail"]
 
@@ -133,11 +133,11 @@ def test_last_use_is_recorded_in_batches_not_per_request(
         assert dashboard.get("/api/v1/agents", headers=bearer(created["key"])).status_code == 200
     with runtime.sessions() as session:
         assert session.get(ApiKeyRow, created["id"]).last_used_at is None  # type: ignore[union-attr]
-    runtime.authenticator.flush_last_use()  # what the flusher does every api_key_last_used_flush_seconds
+    runtime.security.authenticator.flush_last_use()  # what the flusher does every api_key_last_used_flush_seconds
     listed = dashboard.get("/api/v1/apikeys", headers=auth["admin"]).json()["items"]
     assert listed[0]["last_used_at"] is not None and listed[0]["last_used_at"] >= before.isoformat()[:19]
 
 
 def test_two_services_of_one_process_share_the_flusher(runtime: Runtime) -> None:
     # Embedded, both apps hand requests to one authenticator: one cache, one batch of last uses.
-    assert create_dashboard_app(runtime).state.runtime.authenticator is runtime.authenticator
+    assert create_dashboard_app(runtime).state.runtime.security.authenticator is runtime.security.authenticator

@@ -77,13 +77,13 @@ def test_apikeys_create_list_and_revoke_reach_a_running_service(
     # A service of this deployment (embedded: same data directory) authenticates with it, from its cache.
     service = build_runtime(make_settings(tmp_path), migrate_schema=False)
     try:
-        assert service.authenticator.authenticate(key).username == "ci-bot"
+        assert service.security.authenticator.authenticate(key).username == "ci-bot"
         code, out = run_cli("apikeys", "list")
         assert code == 0 and prefix in out and "ci-bot" in out and key[18:] not in out
         code, out = run_cli("apikeys", "revoke", prefix)
         assert (code, out.strip()) == (0, f"revoked API key {prefix}")
         with pytest.raises(AuthenticationFailed, match="revoked"):
-            service.authenticator.authenticate(key)
+            service.security.authenticator.authenticate(key)
     finally:
         service.close()
     code, out = run_cli("apikeys", "revoke", prefix)

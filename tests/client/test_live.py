@@ -30,7 +30,7 @@ def token_of(runtime: Runtime, username: str = "viewer-user") -> str:
     with runtime.sessions() as session:
         user = get_user_by_username(session, username)
         assert user is not None
-        return runtime.tokens.issue(user).access_token
+        return runtime.security.tokens.issue(user).access_token
 
 
 def evaluate(runtime: Runtime, reward: float) -> int:

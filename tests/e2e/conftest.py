@@ -186,10 +186,17 @@ def distributed_stack(
         assert "(was empty)" in upgrade.stdout, upgrade.stdout
         stack.services["dashboard-api"] = processes.start("dashboard-api", ["serve", "dashboard-api"], env)
         stack.services["orchestration"] = processes.start("orchestration", ["serve", "orchestration"], env)
+        # Workers hold no database client: they report through orchestration, with an operator's key.
+        stack.create_user("fleet", "operator")
+        created = stack.tars("apikeys", "create", "--user", "fleet", "--role", "operator", "--name", "workers")
+        assert created.returncode == 0, created.stderr
+        stack.env["TARS_WORKER_API_KEY"] = created.stdout.strip().splitlines()[-1]
+        stack.env["TARS_ORCHESTRATION_URL"] = stack.orchestration_url
         names = [f"worker-{n}" for n in range(workers)]
         for name in names:
             # Each its own /metrics port, as on any host that runs more than one worker.
-            worker_env = {**env, "TARS_WORKER_NAME": name, "TARS_WORKER_METRICS_PORT": str(free_port())}
+            worker_env = {**stack.env, "TARS_WORKER_NAME": name, "TARS_WORKER_METRICS_PORT": str(free_port())}
+            del worker_env["TARS_DATABASE_URL"]
             stack.services[name] = processes.start(name, ["worker"], worker_env)
         wait_healthy(stack.dashboard_url, stack.services["dashboard-api"])
         wait_healthy(stack.orchestration_url, stack.services["orchestration"])

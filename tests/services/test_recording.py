@@ -5,15 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tars.bus.base import Delivery
-from tars.domain.runs import RunStatus
+from tars.domain.runs import RunStatus, StaleAttempt
 from tars.runtime import Runtime
 from tars.services.recording import RunRecorder
 from tars.services.training import TrainingRequest, submit_training
 from tars.storage import runs
 from tars.storage.evaluations import EvaluationFilter, list_evaluations
-from tars.storage.runs import StaleAttempt
 from tars.storage.tables import TrainingRunRow
-from tars.training.progress import EpisodeFinished, EvaluationFinished
+from tars.training.progress import EpisodeFinished, EvaluationFinished, Report
 
 
 def _queued_run(runtime: Runtime) -> tuple[TrainingRunRow, Delivery, RunRecorder]:
@@ -36,21 +35,21 @@ def test_a_superseded_attempt_cannot_write(runtime: Runtime) -> None:
     run, delivery, recorder = _queued_run(runtime)
     slow = recorder.started(delivery.job, "slow-worker")
     assert slow is not None
-    recorder.episode(slow, EpisodeFinished(1, 10.0, 10, 10))
+    recorder.report(slow, Report(1, episodes=(EpisodeFinished(1, 10.0, 10, 10),)))
     # The slow worker looked dead; another one took the job over and starts again.
     fresh = recorder.started(delivery.job, "fresh-worker")
     assert fresh is not None and fresh.number == slow.number + 1
 
     with pytest.raises(StaleAttempt):
-        recorder.episode(slow, EpisodeFinished(2, 11.0, 11, 21))
+        recorder.report(slow, Report(2, episodes=(EpisodeFinished(2, 11.0, 11, 21),)))
     with pytest.raises(StaleAttempt):
-        recorder.evaluation(slow, EvaluationFinished(1, 9.0, 9, 1.0))
+        recorder.report(slow, Report(3, evaluations=(EvaluationFinished(1, 9.0, 9, 1.0),)))
     with pytest.raises(StaleAttempt):
         recorder.finished(slow, RunStatus.SUCCEEDED)
 
-    for episode in (1, 2):
-        recorder.episode(fresh, EpisodeFinished(episode, 20.0, 20, 20 * episode))
-    recorder.evaluation(fresh, EvaluationFinished(1, 30.0, 30, 1.0))
+    recorder.report(fresh, Report(1, episodes=(EpisodeFinished(1, 20.0, 20, 20),)))
+    recorder.report(fresh, Report(2, episodes=(EpisodeFinished(2, 20.0, 20, 40),)))
+    recorder.report(fresh, Report(3, evaluations=(EvaluationFinished(1, 30.0, 30, 1.0),)))
     recorder.finished(fresh, RunStatus.SUCCEEDED)
     with runtime.sessions() as session:
         row = runs.get_run(session, run.id)
@@ -70,3 +69,27 @@ def test_a_job_that_keeps_losing_its_worker_is_failed_for_good(runtime: Runtime)
     with runtime.sessions() as session:
         row = runs.get_run(session, run.id)
         assert row.status == "failed" and row.error == "gave up after 5 attempts"
+
+
+def test_a_report_delivered_twice_is_recorded_once_and_so_is_the_end(runtime: Runtime) -> None:
+    run, delivery, recorder = _queued_run(runtime)
+    attempt = recorder.started(delivery.job, "w")
+    assert attempt is not None
+    report = Report(
+        1,
+        episodes=(EpisodeFinished(1, 10.0, 10, 10), EpisodeFinished(2, 12.0, 12, 22)),
+        evaluations=(EvaluationFinished(1, 11.0, 11, 2.0),),
+    )
+    recorder.report(attempt, report)
+    recorder.report(attempt, report)  # a retry whose first answer was lost
+    recorder.finished(attempt, RunStatus.SUCCEEDED)
+    recorder.finished(attempt, RunStatus.SUCCEEDED)  # likewise
+    with pytest.raises(StaleAttempt):
+        recorder.finished(attempt, RunStatus.FAILED)  # not what it said before
+    with runtime.sessions() as session:
+        row = runs.get_run(session, run.id)
+        assert (row.status, row.episodes_done, row.timesteps_done) == ("succeeded", 2, 22)
+        assert runs.step_rewards(session, run.id) == [10.0, 12.0]
+        stored = list_evaluations(session, EvaluationFilter(run_id=run.id), limit=10).items
+        assert [e.reward for e in stored] == [11.0]
+    runtime.queue.ack(delivery)

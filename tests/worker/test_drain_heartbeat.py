@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from tars.bus.base import Delivery, WorkerStatus
-from tars.services.recording import RunRecorder
-from tars.worker.loop import Worker
+from tars.worker.loop import Recorder, Worker
 
 
 class BusyQueue:
@@ -29,7 +28,7 @@ def test_a_draining_worker_beats_at_its_usual_pace_until_its_slots_are_done(tmp_
     worker = Worker(
         "drainer",
         cast(Any, queue),
-        cast(RunRecorder, None),
+        cast(Recorder, None),
         artifact_dir=tmp_path,
         keep_alive_every=1.0,
         shutdown_grace=30.0,

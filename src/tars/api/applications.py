@@ -14,7 +14,21 @@ from tars.api.observability import RequestMetricsMiddleware, SecurityHeadersMidd
 from tars.api.observability import router as metrics_router
 from tars.api.ratelimit import RateLimitMiddleware, RateLimits
 from tars.api.realtime import Hub
-from tars.api.routes import agents, apikeys, audit, auth, environments, evaluations, health, runs, train, ui, users, ws
+from tars.api.routes import (
+    agents,
+    apikeys,
+    attempts,
+    audit,
+    auth,
+    environments,
+    evaluations,
+    health,
+    runs,
+    train,
+    ui,
+    users,
+    ws,
+)
 from tars.runtime import Runtime
 from tars.storage.database import make_async_engine
 from tars.version import __version__
@@ -27,6 +41,7 @@ def _base_app(
     runtime: Runtime, service: str, description: str, rate_limits: RateLimits | None, **kwargs: object
 ) -> FastAPI:
     settings = runtime.settings
+    security = runtime.security  # built now, so a key pair that does not fit stops the service at start
     app = FastAPI(
         title=f"T.A.R.S. {service}",
         version=__version__,
@@ -43,7 +58,7 @@ def _base_app(
         rate_limits = RateLimits(settings)
     app.state.rate_limits = rate_limits
     if app.state.rate_limits is not None:
-        app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, authenticator=runtime.authenticator)
+        app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, authenticator=security.authenticator)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -105,6 +120,6 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
 
 def create_orchestration_app(runtime: Runtime, *, rate_limits: RateLimits | None = None) -> FastAPI:
     app = _base_app(runtime, ORCHESTRATION, "Starts training jobs and reports on runs.", rate_limits)
-    for router in (train.router, runs.router, agents.router, environments.router):
+    for router in (train.router, runs.router, agents.router, environments.router, attempts.router):
         app.include_router(router)
     return app

@@ -93,7 +93,7 @@ async def get_principal(
             headers={"WWW-Authenticate": "Bearer"},
         )
     try:
-        return (await authenticate_off_loop(runtime.authenticator, credential)).at(address)
+        return (await authenticate_off_loop(runtime.security.authenticator, credential)).at(address)
     except AuthenticationFailed as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
 

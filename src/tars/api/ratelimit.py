@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 
 from limits import RateLimitItem, parse_many
@@ -28,6 +29,7 @@ from tars.settings import Settings
 log = logging.getLogger(__name__)
 
 LOGIN_PATH = "/api/v1/auth/login"
+_WORKER_REPORT_PATH = re.compile(r"^/api/v1/(runs/[^/]+/attempts(/.*)?|workers/recover)$")
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -79,7 +81,7 @@ class RateLimitMiddleware:
         self.authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http" or not scope["path"].startswith("/api/") or _is_worker_report(scope):
             await self.app(scope, receive, send)
             return
         route_class, identity = await self._classify(scope)
@@ -124,6 +126,12 @@ class RateLimitMiddleware:
         # The route's own dependency takes it from here instead of authenticating again.
         scope.setdefault("state", {})["principal"] = principal
         return route_class, f"user:{principal.user_id}"
+
+
+def _is_worker_report(scope: Scope) -> bool:
+    """A worker recording its attempt (tars.api.routes.attempts): authenticated machine traffic
+    whose volume training sets; limiting it would stall runs, not protect anything."""
+    return _WORKER_REPORT_PATH.match(scope["path"]) is not None
 
 
 async def _too_many_requests(

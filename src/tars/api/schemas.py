@@ -327,3 +327,63 @@ class EnvironmentListOut(BaseModel):
 
 class AgentListOut(BaseModel):
     items: list[AgentOut]
+
+
+# What a separate worker reports to the orchestration service about its attempts (see tars.worker.remote).
+
+Count = Annotated[int, Field(ge=0, lt=2**31)]  # INTEGER columns: 32 bits on PostgreSQL
+# A report holds what its worker collected while the last one was being recorded.
+MAX_REPORT_ITEMS = 2000
+
+
+class AttemptIn(RequestModel):
+    worker: str = Field(min_length=1, max_length=128)
+
+
+class AttemptOut(BaseModel):
+    number: int
+
+
+class EpisodeIn(RequestModel):
+    episode: Annotated[int, Field(ge=1, lt=2**31)]
+    reward: float = Field(allow_inf_nan=False)
+    length: Count
+    timesteps: Annotated[int, Field(ge=0, lt=2**63)]
+    metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
+
+
+class EvaluationEpisodeIn(RequestModel):
+    episode: Annotated[int, Field(ge=1, lt=2**31)]
+    reward: float = Field(allow_inf_nan=False)
+    length: Count
+    duration_ms: float = Field(ge=0, allow_inf_nan=False)
+
+
+class ModelSavedIn(RequestModel):
+    path: str = Field(min_length=1, max_length=1024)
+    timesteps: Annotated[int, Field(ge=0, lt=2**63)]
+
+
+class ReportIn(RequestModel):
+    seq: Annotated[int, Field(ge=1, lt=2**63)]
+    episodes: list[EpisodeIn] = Field(default_factory=list, max_length=MAX_REPORT_ITEMS)
+    evaluations: list[EvaluationEpisodeIn] = Field(default_factory=list, max_length=MAX_REPORT_ITEMS)
+    model: ModelSavedIn | None = None
+
+
+class AttemptEndIn(RequestModel):
+    # queued: handed back to the queue unfinished (its worker shutting down past its grace period).
+    status: Literal["succeeded", "failed", "cancelled", "queued"]
+    error: str | None = Field(default=None, max_length=4000)
+
+
+class CancelCheckOut(BaseModel):
+    cancel_requested: bool
+
+
+class RecoverIn(RequestModel):
+    algorithms: list[str] = Field(min_length=1, max_length=16)
+
+
+class RecoverOut(BaseModel):
+    requeued: list[str]

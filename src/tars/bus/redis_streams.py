@@ -42,7 +42,7 @@ class RedisJobQueue:
         self._groups_ready = False
         # Called with the families whose consumer group this queue had to create: Redis is new, or
         # restarted without its data, and jobs the database still counts as queued may be gone.
-        self.on_groups_created: Callable[[list[str]], None] | None = None
+        self.on_groups_created: Callable[[list[str]], object] | None = None
 
     def _ensure_groups(self) -> None:
         if self._groups_ready:

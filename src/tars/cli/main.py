@@ -102,22 +102,36 @@ def serve(ctx: click.Context, service: str, port: int | None) -> None:
 def worker(ctx: click.Context) -> None:
     """Run an agent worker that trains jobs from the queue (distributed mode)."""
     from tars.cli.foreground import run_foreground
-    from tars.cli.workers import make_worker
+    from tars.cli.workers import make_separate_worker
+    from tars.worker.remote import OrchestrationRefused
 
     settings = _settings(ctx)
     if settings.embedded:
         raise click.ClickException("a separate worker needs TARS_REDIS_URL; embedded mode runs its worker in `tars up`")
-    runtime = _runtime(settings, migrate_schema=False)
+    if settings.worker_api_key is None:
+        raise click.ClickException(
+            "a separate worker records its runs through the orchestration service: set TARS_WORKER_API_KEY to an "
+            "operator's API key (`tars apikeys create --user U --role operator`), and TARS_ORCHESTRATION_URL"
+        )
+    separate = make_separate_worker(settings)
+    try:
+        separate.recorder.check_access()
+    except OrchestrationRefused as exc:
+        separate.close()
+        raise click.ClickException(str(exc)) from None
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_metrics_port, addr=settings.host)
     families = ", ".join(settings.served_algorithms)
-    click.echo(f"worker {settings.worker_name} taking {families} jobs from {settings.redis_url}")
+    click.echo(
+        f"worker {settings.worker_name} taking {families} jobs from {settings.redis_url}, "
+        f"reporting to {settings.orchestration_base_url}"
+    )
     try:
-        run_foreground([], make_worker(runtime, beside_apis=False))
+        run_foreground([], separate.worker)
     finally:
-        runtime.close()
+        separate.close()
 
 
 @cli.group()

@@ -29,6 +29,10 @@ UNFINISHED = (RunStatus.QUEUED, RunStatus.RUNNING)
 MAX_ATTEMPTS = 5
 
 
+class StaleAttempt(Exception):
+    """Another worker has taken the run over; this attempt must stop writing."""
+
+
 @dataclass(frozen=True)
 class TrainingJob:
     """Everything a worker needs to train and evaluate one run; travels through the job queue."""
@@ -64,3 +68,11 @@ class TrainingJob:
             timesteps=None if data.get("timesteps") is None else int(data["timesteps"]),
             source_model=data.get("source_model"),
         )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One worker's attempt at a job; its number fences what it writes against later attempts."""
+
+    job: TrainingJob
+    number: int

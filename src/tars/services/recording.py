@@ -1,29 +1,33 @@
-"""Stores what a training process reports and tells watchers about it.
+"""Stores what a training attempt reports and tells watchers about it.
 
 Every write is fenced by the attempt number: once another worker has taken a run over, the
-earlier attempt's writes raise ``StaleAttempt`` and change nothing.
+earlier attempt's writes raise ``StaleAttempt`` and change nothing. A worker beside the API
+services calls this directly; a separate worker reaches it through the orchestration service.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
 
 from tars.bus.base import EventBus
 from tars.domain.events import Event, EventType
-from tars.domain.runs import RunStatus, TrainingJob
+from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
 from tars.metrics import TRAINING_EPISODES, TRAINING_RUNS, count_evaluation
 from tars.services.evaluations import evaluation_event_data
 from tars.services.training import run_event_data
 from tars.storage import evaluations, runs
+from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
-from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved
+from tars.training.progress import EpisodeFinished, Report
 from tars.version import VERSION
 
+_REPORT_SCOPE = "run-report"
 
-@dataclass(frozen=True)
-class Attempt:
-    job: TrainingJob
-    number: int
+_FINISHED_EVENTS = {
+    RunStatus.SUCCEEDED: EventType.RUN_SUCCEEDED,
+    RunStatus.FAILED: EventType.RUN_FAILED,
+    RunStatus.CANCELLED: EventType.RUN_CANCELLED,
+}
 
 
 class RunRecorder:
@@ -47,74 +51,97 @@ class RunRecorder:
         with self._sessions() as session:
             return runs.cancel_requested(session, attempt.job.run_id)
 
-    def episode(self, attempt: Attempt, progress: EpisodeFinished) -> None:
-        job = attempt.job
-        with transaction(self._sessions) as session:
-            runs.record_step(
-                session,
-                job.run_id,
-                attempt.number,
-                episode=progress.episode,
-                reward=progress.reward,
-                length=progress.length,
-                timesteps=progress.timesteps,
-                metrics=progress.metrics or None,
-            )
-        TRAINING_EPISODES.labels(job.agent_id, VERSION).inc()
-        self._bus.publish(
-            Event(
-                EventType.RUN_PROGRESS,
-                {
-                    "run_id": job.run_id,
-                    "agent_id": job.agent_id,
-                    "status": RunStatus.RUNNING.value,
-                    "episodes": job.episodes,
-                    "episodes_done": progress.episode,
-                    "timesteps": job.timesteps,
-                    "timesteps_done": progress.timesteps,
-                    "reward": progress.reward,
-                    "length": progress.length,
-                    "metrics": progress.metrics,
-                },
-            )
-        )
-
-    def model_saved(self, attempt: Attempt, saved: ModelSaved) -> None:
-        with transaction(self._sessions) as session:
-            runs.fence(session, attempt.job.run_id, attempt.number, model_path=saved.path)
-
-    def evaluation(self, attempt: Attempt, result: EvaluationFinished) -> None:
+    def report(self, attempt: Attempt, report: Report) -> None:
+        """Store a report's episodes, evaluations and checkpoint together, once per ``report.seq``."""
         job = attempt.job
         with transaction(self._sessions) as session:
             runs.fence(session, job.run_id, attempt.number)
-            row = evaluations.insert_evaluation(
+            key = f"{attempt.number}:{report.seq}"
+            if idempotency_keys.claim(session, job.run_id, _REPORT_SCOPE, key, _report_hash(report)) is not None:
+                return  # delivered before: its answer was lost, not its effects
+            runs.record_steps(
                 session,
-                agent_id=job.agent_id,
-                run_id=job.run_id,
-                environment=job.environment,
-                region=self._region,
-                reward=result.reward,
-                episode_length=result.length,
-                duration_ms=result.duration_ms,
+                job.run_id,
+                attempt.number,
+                [
+                    {
+                        "episode": episode.episode,
+                        "reward": episode.reward,
+                        "length": episode.length,
+                        "timesteps": episode.timesteps,
+                        "metrics": episode.metrics or None,
+                    }
+                    for episode in report.episodes
+                ],
             )
-            data = evaluation_event_data(row)
-        count_evaluation(job.agent_id, job.environment, self._region, row.status, row.reward)
-        self._bus.publish(Event(EventType.EVALUATION_CREATED, data))
+            stored = evaluations.insert_evaluations(
+                session,
+                [
+                    {
+                        "agent_id": job.agent_id,
+                        "run_id": job.run_id,
+                        "environment": job.environment,
+                        "region": self._region,
+                        "reward": result.reward,
+                        "episode_length": result.length,
+                        "duration_ms": result.duration_ms,
+                    }
+                    for result in report.evaluations
+                ],
+            )
+            if report.model is not None:
+                runs.fence(session, job.run_id, attempt.number, model_path=report.model.path)
+            evaluation_data = [evaluation_event_data(row) for row in stored]
+        if report.episodes:
+            TRAINING_EPISODES.labels(job.agent_id, VERSION).inc(len(report.episodes))
+        for row in stored:
+            count_evaluation(job.agent_id, job.environment, self._region, row.status, row.reward)
+        events = [Event(EventType.RUN_PROGRESS, _progress_data(job, episode)) for episode in report.episodes]
+        events += [Event(EventType.EVALUATION_CREATED, data) for data in evaluation_data]
+        if events:
+            self._bus.publish_many(events)
 
     def finished(self, attempt: Attempt, status: RunStatus, error: str | None = None) -> None:
         job = attempt.job
         with transaction(self._sessions) as session:
-            run = runs.finish_run(session, job.run_id, attempt.number, status, error)
+            try:
+                run = runs.finish_run(session, job.run_id, attempt.number, status, error)
+            except StaleAttempt:
+                if runs.left_by(session, job.run_id, attempt.number, status):
+                    return  # said before; its answer was lost
+                raise
+            # A finished run takes no more reports: what guarded them against repeats can go.
+            idempotency_keys.forget(session, job.run_id, _REPORT_SCOPE)
             data = {**run_event_data(run), "summary": runs.evaluation_summary(session, job.run_id)}
         TRAINING_RUNS.labels(job.agent_id, status.value, VERSION).inc()
-        event_type = {
-            RunStatus.SUCCEEDED: EventType.RUN_SUCCEEDED,
-            RunStatus.FAILED: EventType.RUN_FAILED,
-            RunStatus.CANCELLED: EventType.RUN_CANCELLED,
-        }[status]
-        self._bus.publish(Event(event_type, data))
+        self._bus.publish(Event(_FINISHED_EVENTS[status], data))
 
     def requeued(self, attempt: Attempt) -> None:
         with transaction(self._sessions) as session:
-            data = run_event_data(runs.return_to_queue(session, attempt.job.run_id, attempt.number))
+            try:
+                run = runs.return_to_queue(session, attempt.job.run_id, attempt.number)
+            except StaleAttempt:
+                if runs.left_by(session, attempt.job.run_id, attempt.number, RunStatus.QUEUED):
+                    return
+                raise
+            data = run_event_data(run)
         self._bus.publish(Event(EventType.RUN_QUEUED, data))
+
+
+def _progress_data(job: TrainingJob, episode: EpisodeFinished) -> dict[str, object]:
+    return {
+        "run_id": job.run_id,
+        "agent_id": job.agent_id,
+        "status": RunStatus.RUNNING.value,
+        "episodes": job.episodes,
+        "episodes_done": episode.episode,
+        "timesteps": job.timesteps,
+        "timesteps_done": episode.timesteps,
+        "reward": episode.reward,
+        "length": episode.length,
+        "metrics": episode.metrics,
+    }
+
+
+def _report_hash(report: Report) -> str:
+    return hashlib.sha256(repr(report).encode()).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from collections.abc import Collection
@@ -11,6 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus, JobQueue
+from tars.bus.redis_streams import RedisJobQueue
 from tars.domain.agents import check_environment
 from tars.domain.audit import AuditAction
 from tars.domain.errors import InvalidField, NotFound, Unavailable
@@ -23,6 +25,8 @@ from tars.services import audit
 from tars.storage import agents, runs
 from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import AgentRow, TrainingRunRow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,29 @@ def requeue_unfinished(
     for job in jobs:
         queue.enqueue(job)
     return [job.run_id for job in jobs]
+
+
+def recover_lost_jobs(sessions: SessionFactory, queue: RedisJobQueue, algorithms: Collection[str]) -> list[str]:
+    """Queue again runs the database counts as queued whose jobs Redis no longer has (it restarted
+    without its data); the worker that re-creates a family's consumer group asks for this.
+
+    Running runs are left alone: their workers still have them and record their outcome (the
+    acknowledgement of a job Redis forgot is a no-op). Were such a worker to die as well, no claim
+    could take its run over, as Redis no longer has the job: that run needs `tars cancel` and a
+    new submission.
+    """
+    waiting = set().union(*(queue.waiting_run_ids(algorithm) for algorithm in algorithms))
+    requeued = requeue_unfinished(
+        sessions, queue, statuses={RunStatus.QUEUED}, algorithms=algorithms, already_queued=waiting
+    )
+    if requeued:
+        log.warning("the job queue had lost %d queued run(s); queued them again", len(requeued))
+    return requeued
+
+
+def job_of_run(sessions: SessionFactory, run_id: str) -> TrainingJob:
+    with sessions() as session:
+        return runs.job_of(session, runs.get_run(session, run_id))
 
 
 def _enqueue(

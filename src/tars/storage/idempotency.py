@@ -49,3 +49,9 @@ def record_answer(
 
 def forget_older_than(session: Session, moment: datetime) -> None:
     session.execute(delete(IdempotencyKeyRow).where(IdempotencyKeyRow.created_at < moment))
+
+
+def forget(session: Session, principal: str, scope: str) -> None:
+    session.execute(
+        delete(IdempotencyKeyRow).where(IdempotencyKeyRow.principal == principal, IdempotencyKeyRow.scope == scope)
+    )

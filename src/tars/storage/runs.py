@@ -10,14 +10,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import Conflict, NotFound
-from tars.domain.runs import MAX_ATTEMPTS, UNFINISHED, RunKind, RunStatus, TrainingJob
+from tars.domain.runs import MAX_ATTEMPTS, UNFINISHED, RunKind, RunStatus, StaleAttempt, TrainingJob
 from tars.storage import evaluations
 from tars.storage.tables import EvaluationRow, TrainingRunRow, TrainingStepRow
 from tars.storage.types import utcnow
-
-
-class StaleAttempt(Exception):
-    """Another worker has taken the run over; this attempt must stop writing."""
 
 
 def create_run(
@@ -138,23 +134,19 @@ def fence(session: Session, run_id: str, attempt: int, **values: Any) -> None:
         raise StaleAttempt(f"run {run_id}: attempt {attempt} no longer owns it")
 
 
-def record_step(
-    session: Session,
-    run_id: str,
-    attempt: int,
-    *,
-    episode: int,
-    reward: float,
-    length: int,
-    timesteps: int,
-    metrics: dict[str, Any] | None = None,
-) -> None:
-    fence(session, run_id, attempt, episodes_done=episode, timesteps_done=timesteps)
-    session.add(
-        TrainingStepRow(
-            run_id=run_id, episode=episode, reward=reward, length=length, timesteps=timesteps, metrics=metrics
-        )
-    )
+def record_steps(session: Session, run_id: str, attempt: int, steps: Sequence[dict[str, Any]]) -> None:
+    """Episodes in order (episode, reward, length, timesteps, metrics), fenced by ``attempt``."""
+    if not steps:
+        return
+    last = steps[-1]
+    fence(session, run_id, attempt, episodes_done=last["episode"], timesteps_done=last["timesteps"])
+    session.add_all(TrainingStepRow(run_id=run_id, **step) for step in steps)
+
+
+def left_by(session: Session, run_id: str, attempt: int, status: RunStatus) -> bool:
+    """Whether ``attempt`` already left the run in ``status``: a repeated report of how it ended."""
+    row = session.get(TrainingRunRow, run_id)
+    return row is not None and row.attempts == attempt and row.status == status.value
 
 
 def finish_run(

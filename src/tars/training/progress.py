@@ -45,6 +45,20 @@ class TrainingStopped(Exception):
     """Raised inside a training job that was asked to stop (cancelled, or its worker shutting down)."""
 
 
+@dataclass(frozen=True)
+class Report:
+    """What an attempt did since its last report, recorded together in one transaction.
+
+    ``seq`` numbers an attempt's reports from 1, so that one delivered twice (a retry after a
+    lost answer) is recorded once.
+    """
+
+    seq: int
+    episodes: tuple[EpisodeFinished, ...] = ()
+    evaluations: tuple[EvaluationFinished, ...] = ()
+    model: ModelSaved | None = None
+
+
 ProgressMessage = EpisodeFinished | EvaluationFinished | ModelSaved | TrainingFailed | TrainingDone
 ProgressSink = Callable[[ProgressMessage], None]
 StopCheck = Callable[[], bool]

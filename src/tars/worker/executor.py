@@ -29,6 +29,8 @@ from tars.worker.resources import error_detail, release_memory
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+# Progress messages recorded together at most (a report's size when recording lags behind).
+MAX_BATCH = 500
 TERMINATE_GRACE_SECONDS = 5.0
 # A thread cannot be killed: a stopped job gets this long to reach its next step and return.
 THREAD_STOP_SECONDS = 60.0
@@ -63,32 +65,54 @@ StartTraining = Callable[[TrainingJob, Path], Training]
 
 def supervise(
     training: Training,
-    on_progress: Callable[[ProgressMessage], None],
+    on_progress: Callable[[list[ProgressMessage]], None],
     *,
     tick: Callable[[], Outcome | None],
 ) -> tuple[Outcome, str | None]:
-    """Pass on ``training``'s progress until it ends; ``tick`` is called a few times a second and may stop it."""
+    """Pass on ``training``'s progress until it ends; ``tick`` is called a few times a second and may stop it.
+
+    Progress goes on in batches of whatever is ready, so recording never falls behind a fast
+    training: the slower the recording, the larger the batches.
+    """
     finished = False
     try:
         while True:
             stop = tick()
             if stop is not None:
                 return stop, None
-            try:
-                message = training.next_message(POLL_SECONDS)
-            except TrainingEnded as exc:
-                return Outcome.FAILED, str(exc)
-            if message is None:
-                continue
-            if isinstance(message, TrainingDone):
+            batch, ending = _ready_messages(training)
+            if batch:
+                on_progress(batch)
+            if isinstance(ending, TrainingDone):
                 finished = True
                 return Outcome.SUCCEEDED, None
-            if isinstance(message, TrainingFailed):
+            if isinstance(ending, TrainingFailed):
                 finished = True
-                return Outcome.FAILED, message.error
-            on_progress(message)
+                return Outcome.FAILED, ending.error
+            if isinstance(ending, TrainingEnded):
+                return Outcome.FAILED, str(ending)
     finally:
         training.stop(finished)
+
+
+def _ready_messages(
+    training: Training,
+) -> tuple[list[ProgressMessage], TrainingDone | TrainingFailed | TrainingEnded | None]:
+    """Progress ready now (waiting up to POLL_SECONDS for the first), and the end if it came."""
+    batch: list[ProgressMessage] = []
+    timeout = POLL_SECONDS
+    while len(batch) < MAX_BATCH:
+        try:
+            message = training.next_message(timeout)
+        except TrainingEnded as exc:
+            return batch, exc
+        if message is None:
+            break
+        if isinstance(message, TrainingDone | TrainingFailed):
+            return batch, message
+        batch.append(message)
+        timeout = 0.0
+    return batch, None
 
 
 class ThreadTraining:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from tars.bus.base import Delivery, JobQueue, WorkerRegistry, WorkerStatus
-from tars.domain.runs import RunStatus
-from tars.services.recording import Attempt, RunRecorder
-from tars.storage.runs import StaleAttempt
-from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage
+from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
+from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage, Report
 from tars.worker.executor import Outcome, StartTraining, start_in_thread, supervise
 from tars.worker.resources import process_tree_rss
 
@@ -21,6 +21,27 @@ log = logging.getLogger(__name__)
 RECEIVE_TIMEOUT_SECONDS = 1.0
 BACKOFF_SECONDS = 1.0
 CANCEL_CHECK_SECONDS = 1.0
+KEEP_ALIVE_POLL_SECONDS = 0.2
+
+
+class Recorder(Protocol):
+    """Where a worker records its attempts: in the database itself when it runs beside the API
+    services, through the orchestration service when it runs apart (it holds no database client).
+
+    Every call but ``started`` raises ``StaleAttempt`` once another worker has taken the run over.
+    """
+
+    def started(self, job: TrainingJob, worker: str) -> Attempt | None:
+        """A new attempt at ``job``, or None when its run is already finished or cancelled."""
+        ...
+
+    def cancel_requested(self, attempt: Attempt) -> bool: ...
+
+    def report(self, attempt: Attempt, report: Report) -> None: ...
+
+    def finished(self, attempt: Attempt, status: RunStatus, error: str | None = None) -> None: ...
+
+    def requeued(self, attempt: Attempt) -> None: ...
 
 
 class Worker:
@@ -28,7 +49,7 @@ class Worker:
         self,
         name: str,
         queue: JobQueue,
-        recorder: RunRecorder,
+        recorder: Recorder,
         *,
         artifact_dir: Path,
         keep_alive_every: float,
@@ -58,7 +79,7 @@ class Worker:
         self._stop_requested_at: float | None = None
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._current: dict[str, str] = {}  # slot -> run id
+        self._current: dict[str, Delivery] = {}  # slot -> the job it trains
         self._jobs_done = 0
         self._started_at = time.time()
 
@@ -70,9 +91,16 @@ class Worker:
             thread = threading.Thread(target=self._loop, args=(slot,), name=f"worker-{slot}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        slots = list(self._threads)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{self.name}", daemon=True)
-        heartbeat.start()
-        self._threads.append(heartbeat)
+        # Apart from the slots: a slot waiting on its recorder (the orchestration service away)
+        # must not let its job look abandoned and be claimed by another worker.
+        keep_alive = threading.Thread(
+            target=self._keep_alive_loop, args=(slots,), name=f"keep-alive-{self.name}", daemon=True
+        )
+        for thread in (heartbeat, keep_alive):
+            thread.start()
+            self._threads.append(thread)
         log.info("worker %s started with %d slot(s)", self.name, self._concurrency)
 
     def stop(self) -> None:
@@ -92,7 +120,7 @@ class Worker:
 
     def status(self) -> WorkerStatus:
         with self._lock:
-            current = sorted(self._current.values())
+            current = sorted(delivery.job.run_id for delivery in self._current.values())
             jobs_done = self._jobs_done
         return WorkerStatus(
             name=self.name,
@@ -187,7 +215,7 @@ class Worker:
             self._queue.ack(delivery)
             return
         with self._lock:
-            self._current[slot] = job.run_id
+            self._current[slot] = delivery
         log.info(
             "run %s (%s %s on %s): attempt %d on %s",
             job.run_id,
@@ -198,10 +226,11 @@ class Worker:
             slot,
         )
         model_path = self._artifact_dir / "runs" / job.run_id / f"attempt-{attempt.number}" / "model.zip"
+        reports = itertools.count(1)
         outcome, error = supervise(
             self._start_training(job, model_path),
-            lambda message: self._record(attempt, message),
-            tick=self._ticker(delivery, attempt, slot),
+            lambda messages: self._recorder.report(attempt, _report(next(reports), messages)),
+            tick=self._ticker(delivery, attempt),
         )
         if outcome is Outcome.ABORTED:
             log.warning("run %s: shutdown grace period over; handing the job back", job.run_id)
@@ -217,25 +246,14 @@ class Worker:
         self._queue.ack(delivery)
         log.info("run %s: %s", job.run_id, status.value)
 
-    def _record(self, attempt: Attempt, message: ProgressMessage) -> None:
-        if isinstance(message, EpisodeFinished):
-            self._recorder.episode(attempt, message)
-        elif isinstance(message, EvaluationFinished):
-            self._recorder.evaluation(attempt, message)
-        elif isinstance(message, ModelSaved):
-            self._recorder.model_saved(attempt, message)
-
-    def _ticker(self, delivery: Delivery, attempt: Attempt, slot: str) -> Callable[[], Outcome | None]:
-        last_keep_alive = last_cancel_check = time.monotonic()
+    def _ticker(self, delivery: Delivery, attempt: Attempt) -> Callable[[], Outcome | None]:
+        last_cancel_check = time.monotonic()
 
         def tick() -> Outcome | None:
-            nonlocal last_keep_alive, last_cancel_check
+            nonlocal last_cancel_check
             now = time.monotonic()
             if self._grace_expired():
                 return Outcome.ABORTED
-            if now - last_keep_alive >= self._keep_alive_every:
-                self._keep_alive(delivery, slot)
-                last_keep_alive = now
             if now - last_cancel_check >= CANCEL_CHECK_SECONDS:
                 last_cancel_check = now
                 try:
@@ -247,9 +265,31 @@ class Worker:
 
         return tick
 
+    def _keep_alive_loop(self, slots: list[threading.Thread]) -> None:
+        last = time.monotonic()
+        while any(thread.is_alive() for thread in slots):
+            time.sleep(min(KEEP_ALIVE_POLL_SECONDS, self._keep_alive_every))
+            if time.monotonic() - last < self._keep_alive_every:
+                continue
+            last = time.monotonic()
+            with self._lock:
+                current = list(self._current.items())
+            for slot, delivery in current:
+                self._keep_alive(delivery, slot)
+
     def _keep_alive(self, delivery: Delivery, slot: str) -> None:
         try:
             self._queue.keep_alive(delivery, slot)
         except Exception as exc:
             # A blip in the queue must not fail a healthy run; the next keep-alive tries again.
             log.warning("run %s: keep-alive failed (%s)", delivery.job.run_id, exc)
+
+
+def _report(seq: int, messages: list[ProgressMessage]) -> Report:
+    models = [message for message in messages if isinstance(message, ModelSaved)]
+    return Report(
+        seq=seq,
+        episodes=tuple(message for message in messages if isinstance(message, EpisodeFinished)),
+        evaluations=tuple(message for message in messages if isinstance(message, EvaluationFinished)),
+        model=models[-1] if models else None,
+    )

@@ -60,7 +60,7 @@ def revoke_api_key(key_id: RowId, runtime: RuntimeDep, principal: AdminPrincipal
     """Revoke a key: every replica refuses it from the moment this returns."""
     with transaction(runtime.sessions) as session:
         row = apikeys.revoke_key(session, principal, key_id)
-    runtime.authenticator.forget(key_topic(row.key_prefix))
+    runtime.security.authenticator.forget(key_topic(row.key_prefix))
     return key_out(row)
 
 

@@ -53,7 +53,7 @@ async def login(
         await run_in_threadpool(_record_failed_login, runtime, body.username, address)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=UNAUTHORIZED) from exc
     with transaction(runtime.sessions) as writing:
-        pair = login_sessions.start(writing, runtime.tokens, runtime.lifetimes, user, address)
+        pair = login_sessions.start(writing, runtime.security.tokens, runtime.security.lifetimes, user, address)
     return _token_out(pair)
 
 
@@ -68,11 +68,14 @@ def refresh(body: RefreshIn, runtime: RuntimeDep, address: ClientAddress) -> Tok
     ends its whole session."""
     try:
         with transaction(runtime.sessions) as session:
-            refreshed = login_sessions.refresh(session, runtime.tokens, runtime.lifetimes, body.refresh_token, address)
+            security = runtime.security
+            refreshed = login_sessions.refresh(
+                session, security.tokens, security.lifetimes, body.refresh_token, address
+            )
     except AuthenticationFailed as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=UNAUTHORIZED) from exc
     if refreshed.revoked_session is not None:
-        runtime.authenticator.forget(session_topic(refreshed.revoked_session))
+        runtime.security.authenticator.forget(session_topic(refreshed.revoked_session))
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "this refresh token was used before; the session is ended for safety, log in again",
@@ -105,7 +108,7 @@ def logout(body: LogoutIn, principal: ViewerPrincipal, runtime: RuntimeDep) -> R
                 status.HTTP_422_UNPROCESSABLE_CONTENT, "no session to end: API keys are revoked, not logged out"
             )
         login_sessions.end(session, principal, session_id)
-    runtime.authenticator.forget(session_topic(session_id))
+    runtime.security.authenticator.forget(session_topic(session_id))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

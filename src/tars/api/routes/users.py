@@ -47,5 +47,5 @@ def change_user(user_id: RowId, body: UserPatch, runtime: RuntimeDep, principal:
         raise InvalidField("role", "give role, active or both")
     with transaction(runtime.sessions) as session:
         row = update_user(session, principal, user_id, role=Role(body.role) if body.role else None, active=body.active)
-    runtime.authenticator.forget(user_topic(user_id))
+    runtime.security.authenticator.forget(user_topic(user_id))
     return UserOut.model_validate(row)

@@ -152,7 +152,7 @@ async def _authenticate(websocket: WebSocket, runtime: Runtime) -> Principal | N
     try:
         if not isinstance(token, str):
             raise AuthenticationFailed('authenticate first: send {"type":"auth","token":...}')
-        return await authenticate_off_loop(runtime.authenticator, token)
+        return await authenticate_off_loop(runtime.security.authenticator, token)
     except AuthenticationFailed as exc:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.send_json({"type": "error", "message": str(exc)})
