@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ from tars.settings import Settings
 from tars.storage import runs
 from tars.storage.database import transaction
 from tars.storage.evaluations import EvaluationFilter, list_evaluations
+from tars.worker.remote import OrchestrationClient
 from tests.conftest import SEEDED_USERS, free_port
 from tests.worker.test_worker import FINISHED, EventRecorder, submit, wait_for, wait_running
 
@@ -209,3 +211,19 @@ def test_a_separate_worker_loads_no_database_layer() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+@distributed
+def test_a_connection_the_service_closed_while_idle_is_replaced_quietly(
+    worker_settings: Settings, orchestration_server: OrchestrationServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert worker_settings.worker_api_key is not None
+    client = OrchestrationClient(
+        orchestration_server.url, worker_settings.worker_api_key.get_secret_value(), retry_seconds=5
+    )
+    assert client.call("GET", "/api/v1/runs?limit=1")[0] == 200
+    orchestration_server.stop()  # closes the kept-alive connection, as an idle timeout would
+    orchestration_server.start()
+    with caplog.at_level(logging.WARNING, logger="tars.worker.remote"):
+        assert client.call("GET", "/api/v1/runs?limit=1")[0] == 200
+    assert caplog.records == []

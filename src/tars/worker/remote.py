@@ -75,6 +75,17 @@ class OrchestrationClient:
             delay = min(delay * 2, 5.0)
 
     def _once(self, method: str, path: str, payload: bytes | None) -> tuple[int, Any]:
+        reused = getattr(self._local, "connection", None) is not None
+        try:
+            return self._exchange(method, path, payload)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            if not reused:
+                raise
+            # The service closed an idle kept-alive connection (uvicorn does after 5 s): not an outage.
+            self._drop_connection()
+            return self._exchange(method, path, payload)
+
+    def _exchange(self, method: str, path: str, payload: bytes | None) -> tuple[int, Any]:
         connection = self._connection()
         connection.request(method, path, body=payload, headers=self._headers)
         response = connection.getresponse()
