@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from tars.version import VERSION
@@ -29,8 +31,23 @@ TRAINING_EPISODES = Counter("tars_training_episodes_total", "Training episodes f
 
 
 def count_evaluation(agent_id: str, environment: str, region: str, status: str, reward: float) -> None:
-    EVALUATIONS.labels(agent_id, environment, region, status, VERSION).inc()
-    EVALUATION_REWARD.labels(agent_id, environment, VERSION).observe(reward)
+    count_evaluations([(agent_id, environment, region, status, reward)])
+
+
+def count_evaluations(evaluations: Iterable[tuple[str, str, str, str, float]]) -> None:
+    """(agent, environment, region, status, reward) of each; labels looked up once per group."""
+    counts: dict[tuple[str, str, str, str], int] = {}
+    rewards: dict[tuple[str, str], list[float]] = {}
+    for agent_id, environment, region, status, reward in evaluations:
+        key = (agent_id, environment, region, status)
+        counts[key] = counts.get(key, 0) + 1
+        rewards.setdefault((agent_id, environment), []).append(reward)
+    for key, count in counts.items():
+        EVALUATIONS.labels(*key, VERSION).inc(count)
+    for (agent_id, environment), values in rewards.items():
+        histogram = EVALUATION_REWARD.labels(agent_id, environment, VERSION)
+        for reward in values:
+            histogram.observe(reward)
 
 
 WORKER_RSS = Gauge("tars_worker_rss_bytes", "Resident memory of a worker and its training processes", ["worker"])

@@ -74,6 +74,29 @@ def test_an_event_is_numbered_on_each_of_its_channels(make_bus: BusFactory) -> N
     assert "run:a" not in second.ids
 
 
+def test_many_events_at_once_are_numbered_kept_and_announced_as_one_by_one(make_bus: BusFactory) -> None:
+    bus = make_bus()
+    first = bus.publish(progress(0, run_id="a"))
+    # More than one script call's worth, over channels new and old, some events on fewer channels.
+    batch = [progress(n, run_id="a" if n % 2 else f"new-{n}") for n in range(1, 600)]
+
+    async def scenario() -> tuple[list[Event], list[Event]]:
+        async with bus.subscribe() as live:
+            await asyncio.sleep(0.2)
+            published = await asyncio.to_thread(bus.publish_many, batch)
+            return published, [await asyncio.wait_for(anext(live), 5) for _ in batch]
+
+    published, announced = asyncio.run(scenario())
+    assert [e.ids["runs"] for e in published] == [first.ids["runs"] + n for n in range(1, 600)]
+    assert [e.ids["agent:ppo"] for e in published] == [first.ids["agent:ppo"] + n for n in range(1, 600)]
+    on_a = [e.ids["run:a"] for e in published if "run:a" in e.ids]
+    assert on_a == [first.ids["run:a"] + n for n in range(1, len(on_a) + 1)]
+    assert published[1].ids.keys() == {"runs", "agent:ppo", "run:new-2"}
+    assert [(e.data, e.ids) for e in announced] == [(e.data, e.ids) for e in published]
+    history = asyncio.run(bus.history("runs", published[-WINDOW].ids["runs"]))
+    assert [e.data["episodes_done"] for e in history.events] == list(range(600 - WINDOW + 1, 600))
+
+
 def test_history_replays_what_came_after_an_id(make_bus: BusFactory) -> None:
     bus = make_bus()
     published = [bus.publish(progress(n)) for n in range(4)]

@@ -197,6 +197,43 @@ end
 redis.call('PUBLISH', ARGV[3], '{"ids":{' .. table.concat(names, ',') .. '},' .. string.sub(ARGV[1], 2))
 return ids
 """
+# The same for many events in one call. KEYS: each channel's sequence and log, once; ARGV: the window
+# size, the pub/sub channel, the channels' names and expiries as a JSON array of [name, seconds],
+# then the events as a JSON array of [event JSON, [channel positions, 1-based]]. Returns each
+# event's ids as "id,id;id,id,id;...": one string, not thousands of integers to parse.
+_PUBLISH_MANY = """
+local window, live = ARGV[1], ARGV[2]
+local channels, events = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
+local names = {}
+for c, channel in ipairs(channels) do
+  names[c] = cjson.encode(channel[1])
+  if redis.call('EXISTS', KEYS[2 * c - 1]) == 0 then
+    local now = redis.call('TIME')
+    redis.call('SET', KEYS[2 * c - 1], now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000)))
+  end
+end
+local results = {}
+for e, entry in ipairs(events) do
+  local event, ids, parts = entry[1], {}, {}
+  for j, c in ipairs(entry[2]) do
+    local id = redis.call('INCR', KEYS[2 * c - 1])
+    redis.call('XADD', KEYS[2 * c], 'MAXLEN', window, id .. '-0', 'event', event)
+    ids[j] = id
+    parts[j] = names[c] .. ':' .. id
+  end
+  redis.call('PUBLISH', live, '{"ids":{' .. table.concat(parts, ',') .. '},' .. string.sub(event, 2))
+  results[e] = table.concat(ids, ',')
+end
+for c, channel in ipairs(channels) do
+  if channel[2] > 0 then
+    redis.call('EXPIRE', KEYS[2 * c - 1], channel[2])
+    redis.call('EXPIRE', KEYS[2 * c], channel[2])
+  end
+end
+return table.concat(results, ';')
+"""
+# Events numbered per script call: Redis serves nobody else while one runs.
+_PUBLISH_CHUNK = 250
 # Channels of one run or one agent are many and short-lived; the two feeds stay.
 _SCOPED_CHANNEL_TTL_SECONDS = 7 * 24 * 3600
 
@@ -207,6 +244,7 @@ class RedisEventBus:
         self._window = window
         self._redis = redis.Redis.from_url(url, decode_responses=True)
         self._publish = self._redis.register_script(_PUBLISH)
+        self._publish_chunk = self._redis.register_script(_PUBLISH_MANY)
         self._channel = keys.events_channel(int(self._redis.connection_pool.connection_kwargs.get("db") or 0))
 
     def publish(self, event: Event) -> Event:
@@ -215,15 +253,38 @@ class RedisEventBus:
         return event.numbered({channel: int(number) for channel, number in zip(event.channels, ids, strict=True)})
 
     def publish_many(self, events: list[Event]) -> list[Event]:
-        # One round trip for a batch; each event is still numbered and announced atomically.
-        pipeline = self._redis.pipeline(transaction=False)
+        # One script call per chunk: each event still numbered, kept and announced atomically.
+        published: list[Event] = []
+        for start in range(0, len(events), _PUBLISH_CHUNK):
+            published += self._publish_many(events[start : start + _PUBLISH_CHUNK])
+        return published
+
+    def _publish_many(self, events: list[Event]) -> list[Event]:
+        positions: dict[str, int] = {}
+        channels: list[tuple[str, int]] = []
+        keys_: list[str] = []
+        entries: list[tuple[str, list[int]]] = []
+        routes: list[list[str]] = []
         for event in events:
-            keys_, args = self._script_arguments(event)
-            self._publish(keys=keys_, args=args, client=pipeline)
-        results: Any = pipeline.execute()
+            route = event.channels
+            for channel in route:
+                if channel not in positions:
+                    positions[channel] = len(positions) + 1
+                    keys_ += [keys.event_sequence(channel), keys.event_log(channel)]
+                    channels.append((channel, 0 if channel in PLAIN_CHANNELS else _SCOPED_CHANNEL_TTL_SECONDS))
+            entries.append(
+                (
+                    json.dumps({"type": event.type, "data": event.data}, default=str),
+                    [positions[channel] for channel in route],
+                )
+            )
+            routes.append(route)
+        numbers: Any = self._publish_chunk(
+            keys=keys_, args=[self._window, self._channel, json.dumps(channels), json.dumps(entries)]
+        )
         return [
-            event.numbered({channel: int(number) for channel, number in zip(event.channels, ids, strict=True)})
-            for event, ids in zip(events, results, strict=True)
+            event.numbered({channel: int(number) for channel, number in zip(route, ids.split(","), strict=True)})
+            for event, route, ids in zip(events, routes, numbers.split(";"), strict=True)
         ]
 
     def _script_arguments(self, event: Event) -> tuple[list[str], list[str | int]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,11 +16,12 @@ from tars.domain.audit import AuditAction
 from tars.domain.errors import IdempotencyKeyReused, InvalidField, InvalidFields
 from tars.domain.events import Event, EventType
 from tars.domain.users import Principal
-from tars.metrics import count_evaluation
+from tars.metrics import count_evaluations
 from tars.services import audit
 from tars.storage import agents, evaluations
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
+from tars.storage.evaluations import StoredEvaluation
 from tars.storage.tables import EvaluationRow
 from tars.storage.types import utcnow
 
@@ -59,7 +60,7 @@ IDEMPOTENCY_KEEP = timedelta(hours=24)
 MAX_BATCH = 1000
 
 
-def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: EvaluationSubmission) -> EvaluationRow:
+def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: EvaluationSubmission) -> StoredEvaluation:
     with transaction(sessions) as session:
         rows = _store(session, [submission], batch=False)
     _announce(bus, rows)
@@ -71,7 +72,7 @@ def submit_evaluations(
     bus: EventBus,
     submissions: list[EvaluationSubmission],
     *,
-    render: Callable[[list[EvaluationRow]], dict[str, Any]],
+    render: Callable[[list[StoredEvaluation]], dict[str, Any]],
     batch: bool,
     idempotency: IdempotencyKey | None = None,
     status_code: int = 201,
@@ -106,7 +107,7 @@ def submit_evaluations(
     return Answer(status_code, body, replayed=False)
 
 
-def _store(session: Session, submissions: list[EvaluationSubmission], *, batch: bool) -> list[EvaluationRow]:
+def _store(session: Session, submissions: list[EvaluationSubmission], *, batch: bool) -> list[StoredEvaluation]:
     known = agents.existing_agent_ids(session, {item.agent_id for item in submissions})
     problems = []
     for index, item in enumerate(submissions):
@@ -119,12 +120,25 @@ def _store(session: Session, submissions: list[EvaluationSubmission], *, batch: 
         raise problems[0]
     if problems:
         raise InvalidFields(problems)
-    return evaluations.insert_evaluations(session, [asdict(item) for item in submissions])
+    return evaluations.insert_evaluations(
+        session,
+        [
+            {
+                "agent_id": item.agent_id,
+                "environment": item.environment,
+                "reward": item.reward,
+                "region": item.region,
+                "episode_length": item.episode_length,
+                "duration_ms": item.duration_ms,
+                "status": item.status,
+            }
+            for item in submissions
+        ],
+    )
 
 
-def _announce(bus: EventBus, rows: list[EvaluationRow]) -> None:
-    for row in rows:
-        count_evaluation(row.agent_id, row.environment, row.region, row.status, row.reward)
+def _announce(bus: EventBus, rows: list[StoredEvaluation]) -> None:
+    count_evaluations((row.agent_id, row.environment, row.region, row.status, row.reward) for row in rows)
     bus.publish_many([Event(EventType.EVALUATION_CREATED, evaluation_event_data(row)) for row in rows])
 
 
@@ -143,7 +157,7 @@ def delete_evaluation(sessions: SessionFactory, bus: EventBus, evaluation_id: in
     bus.publish(Event(EventType.EVALUATION_DELETED, data))
 
 
-def evaluation_event_data(row: EvaluationRow) -> dict[str, Any]:
+def evaluation_event_data(row: EvaluationRow | StoredEvaluation) -> dict[str, Any]:
     return {
         "id": row.id,
         "agent_id": row.agent_id,

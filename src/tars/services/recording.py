@@ -12,7 +12,7 @@ import hashlib
 from tars.bus.base import EventBus
 from tars.domain.events import Event, EventType
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
-from tars.metrics import TRAINING_EPISODES, TRAINING_RUNS, count_evaluation
+from tars.metrics import TRAINING_EPISODES, TRAINING_RUNS, count_evaluations
 from tars.services.evaluations import evaluation_event_data
 from tars.services.training import run_event_data
 from tars.storage import evaluations, runs
@@ -94,8 +94,7 @@ class RunRecorder:
             evaluation_data = [evaluation_event_data(row) for row in stored]
         if report.episodes:
             TRAINING_EPISODES.labels(job.agent_id, VERSION).inc(len(report.episodes))
-        for row in stored:
-            count_evaluation(job.agent_id, job.environment, self._region, row.status, row.reward)
+        count_evaluations((job.agent_id, job.environment, self._region, row.status, row.reward) for row in stored)
         events = [Event(EventType.RUN_PROGRESS, _progress_data(job, episode)) for episode in report.episodes]
         events += [Event(EventType.EVALUATION_CREATED, data) for data in evaluation_data]
         if events:
