@@ -34,9 +34,12 @@ def test_a_batch_is_stored_whole_in_order_and_announced(
     assert body["count"] == 250 and len(body["ids"]) == 250 and body["ids"] == sorted(body["ids"])
     listed = dashboard.get("/api/v1/evaluations?limit=1000", headers=auth["viewer"]).json()["items"]
     assert {row["id"]: row["reward"] for row in listed} == {i: float(n) for n, i in enumerate(body["ids"])}
+    # Announced in events of up to 100 evaluations each, in order.
     history = anyio.run(runtime.bus.history, "evaluations", 0)
-    announced = [event.data["id"] for event in history.events if event.type == "evaluation.created"]
-    assert announced[-250:] == body["ids"]
+    batches = [event.data for event in history.events if event.type == "evaluations.created"]
+    assert [len(data["items"]) for data in batches] == [100, 100, 50]
+    assert {data["agent_id"] for data in batches} == {"ppo"}
+    assert [evaluation["id"] for data in batches for evaluation in data["items"]] == body["ids"]
 
 
 def test_one_bad_item_refuses_the_batch_and_every_bad_item_is_named(

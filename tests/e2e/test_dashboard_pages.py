@@ -175,3 +175,32 @@ def test_the_explorer_filters_and_pages_through_evaluations_as_the_api_does(stac
     page.goto(f"{stack.dashboard_url}/#/evaluations?region=eu-west-1&limit=100")
     expect(page.locator("#explorer-evaluations tbody tr")).to_have_count(15)
     expect(page.locator("form.filters").get_by_label("Region")).to_have_value("eu-west-1")
+
+
+@pytest.mark.browser
+def test_a_batch_arrives_live_on_the_overview_and_is_counted_by_the_explorer(stack: Stack, page: Page) -> None:
+    headers = stack.token("olivia")
+    log_in(page, stack, "olivia")
+
+    def batch(**shared: Any) -> list[int]:
+        items = [{"environment": "CartPole-v1", "region": "us-east-1", "reward": n, **shared} for n in range(30)]
+        for index in range(0, 30, 3):  # another agent's items in between: announced apart, per agent
+            items[index] = {**items[index], "agent_id": "dqn"}
+        response = httpx.post(
+            f"{stack.dashboard_url}/api/v1/evaluations/batch", json={"items": items}, headers=headers, timeout=10
+        )
+        assert response.status_code == 201, response.text
+        return [int(i) for i in response.json()["ids"]]
+
+    ids = batch(agent_id="ppo")
+    rows = page.locator("#evaluations tbody tr")
+    expect(rows.first).to_have_attribute("data-evaluation-id", str(ids[-1]))
+    assert shown_ids(page, "#evaluations") == sorted(ids, reverse=True)[: rows.count()]
+
+    page.locator("nav").get_by_role("link", name="Evaluations").click()
+    filters = page.locator("form.filters")
+    filters.get_by_label("Agent").select_option("ppo")
+    filters.get_by_role("button", name="Apply").click()
+    expect(page.locator("#explorer-evaluations tbody tr").first).to_be_visible()
+    batch(agent_id="ppo")
+    expect(page.locator("button.notice")).to_have_text("20 new evaluations — show")

@@ -15,6 +15,8 @@ class EventType:
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
     EVALUATION_CREATED = "evaluation.created"
+    # Many evaluations of one agent stored by one batch submission: data {"agent_id", "items": [...]}.
+    EVALUATIONS_CREATED = "evaluations.created"
     EVALUATION_DELETED = "evaluation.deleted"
 
 
@@ -39,7 +41,7 @@ class Event:
     @property
     def channels(self) -> list[str]:
         """Every channel this event belongs on: its kind's, its agent's and its run's."""
-        channels = ["evaluations" if self.type.startswith("evaluation.") else "runs"]
+        channels = ["evaluations" if self.type.startswith(("evaluation.", "evaluations.")) else "runs"]
         if agent_id := self.data.get("agent_id"):
             channels.append(f"agent:{agent_id}")
         if run_id := self.data.get("run_id"):

@@ -58,6 +58,10 @@ class Answer:
 # How long a key is remembered; a retry comes within minutes, not days.
 IDEMPOTENCY_KEEP = timedelta(hours=24)
 MAX_BATCH = 1000
+# A batch is announced as events of up to this many evaluations of one agent: one event per item
+# cost more than the storing (numbering, announcing and relaying each), while one event per batch
+# would let a channel's replay window of 1,000 events hold a million evaluations.
+ITEMS_PER_EVENT = 100
 
 
 def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: EvaluationSubmission) -> StoredEvaluation:
@@ -103,7 +107,7 @@ def submit_evaluations(
             idempotency_keys.record_answer(
                 session, idempotency.principal, idempotency.scope, idempotency.key, status_code, body
             )
-    _announce(bus, rows)
+    _announce(bus, rows, batch=batch)
     return Answer(status_code, body, replayed=False)
 
 
@@ -137,9 +141,21 @@ def _store(session: Session, submissions: list[EvaluationSubmission], *, batch: 
     )
 
 
-def _announce(bus: EventBus, rows: list[StoredEvaluation]) -> None:
+def _announce(bus: EventBus, rows: list[StoredEvaluation], *, batch: bool = False) -> None:
     count_evaluations((row.agent_id, row.environment, row.region, row.status, row.reward) for row in rows)
-    bus.publish_many([Event(EventType.EVALUATION_CREATED, evaluation_event_data(row)) for row in rows])
+    if not batch:
+        bus.publish_many([Event(EventType.EVALUATION_CREATED, evaluation_event_data(row)) for row in rows])
+        return
+    by_agent: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_agent.setdefault(row.agent_id, []).append(evaluation_event_data(row))
+    bus.publish_many(
+        [
+            Event(EventType.EVALUATIONS_CREATED, {"agent_id": agent, "items": items[start : start + ITEMS_PER_EVENT]})
+            for agent, items in by_agent.items()
+            for start in range(0, len(items), ITEMS_PER_EVENT)
+        ]
+    )
 
 
 def delete_evaluation(sessions: SessionFactory, bus: EventBus, evaluation_id: int, *, by: Principal | None) -> None:

@@ -5,7 +5,7 @@ import { ApiError, api } from "./api.js";
 import { lineChart, rollingMean } from "./charts.js";
 import { $, cell, coalesce, el, progressOf, reward, shortId, statusBadge, syncRows, time } from "./dom.js";
 import { evaluationRow, evaluationsTable } from "./overview.js";
-import { LiveCollection, Reloader, RewardSeries } from "./store.js";
+import { LiveCollection, Reloader, RewardSeries, createdEvaluations, isEvaluationEvent } from "./store.js";
 
 const AGENT_RUNS = 10; // GET /api/v1/runs?agent_id=..&limit=10
 const AGENT_EVALUATIONS = 100; // GET /api/v1/evaluations?agent_id=..&limit=100: the curve's points
@@ -147,8 +147,8 @@ export class AgentPage {
   event(frame, seq) {
     if (frame.channel !== this.channel) return;
     const data = frame.data;
-    if (frame.event === "evaluation.created") {
-      this.evaluations.apply(data, seq);
+    if (isEvaluationEvent(frame.event)) {
+      for (const evaluation of createdEvaluations(frame)) this.evaluations.apply(evaluation, seq);
     } else if (frame.event.startsWith("run.")) {
       // A run this page does not know, once its runs are loaded, is older than the ones it shows
       // (a newer one would have come with its `run.queued` event): not the page's business.

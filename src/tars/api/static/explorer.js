@@ -5,7 +5,7 @@
 import { ApiError, api } from "./api.js";
 import { $, el, syncRows } from "./dom.js";
 import { evaluationRow, evaluationsTable } from "./overview.js";
-import { timeKey } from "./store.js";
+import { createdEvaluations, isEvaluationEvent, timeKey } from "./store.js";
 
 const REGIONS = ["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-1"];
 const PAGE_SIZES = [25, 50, 100];
@@ -241,19 +241,23 @@ export class Explorer {
 
   /** A live evaluation: on the newest page, say how many new ones match instead of moving rows under the reader. */
   event(frame) {
-    if (frame.channel !== "evaluations" || frame.event !== "evaluation.created" || !this.query || this.query.cursor) return;
-    const evaluation = frame.data;
-    const query = this.query;
-    if (query.agent_id && evaluation.agent_id !== query.agent_id) return;
-    if (query.environment && evaluation.environment !== query.environment) return;
-    if (query.region && evaluation.region !== query.region) return;
-    const at = timeKey(evaluation.created_at);
-    if (query.since && at < timeKey(query.since)) return;
-    if (query.until && at >= timeKey(query.until)) return;
-    if (this.page && this.page.items.some((shown) => shown.id === evaluation.id)) return;
-    this.newMatches += 1;
+    if (frame.channel !== "evaluations" || !isEvaluationEvent(frame.event) || !this.query || this.query.cursor) return;
+    const matches = createdEvaluations(frame).filter((evaluation) => this.matches(evaluation)).length;
+    if (!matches) return;
+    this.newMatches += matches;
     this.notice.textContent = `${this.newMatches} new evaluation${this.newMatches === 1 ? "" : "s"} — show`;
     this.notice.hidden = false;
+  }
+
+  matches(evaluation) {
+    const query = this.query;
+    if (query.agent_id && evaluation.agent_id !== query.agent_id) return false;
+    if (query.environment && evaluation.environment !== query.environment) return false;
+    if (query.region && evaluation.region !== query.region) return false;
+    const at = timeKey(evaluation.created_at);
+    if (query.since && at < timeKey(query.since)) return false;
+    if (query.until && at >= timeKey(query.until)) return false;
+    return !(this.page && this.page.items.some((shown) => shown.id === evaluation.id));
   }
 
   stop() {

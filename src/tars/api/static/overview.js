@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { $, agentLink, cell, coalesce, el, progressOf, reward, shortId, statusBadge, syncRows, time } from "./dom.js";
-import { LiveCollection, Reloader } from "./store.js";
+import { LiveCollection, Reloader, createdEvaluations, isEvaluationEvent } from "./store.js";
 
 export const RECENT_RUNS = 20; // GET /api/v1/runs?limit=20: what "Recent runs" shows
 export const LATEST_EVALUATIONS = 20; // GET /api/v1/evaluations?limit=20
@@ -97,9 +97,11 @@ export class Overview {
 
   event(frame, seq) {
     if (frame.channel === "runs") this.runEvent(frame.event, frame.data, seq);
-    else if (frame.channel === "evaluations" && frame.event === "evaluation.created") {
-      this.evaluations.apply(frame.data, seq);
-      this.freshEvaluations.add(frame.data.id);
+    else if (frame.channel === "evaluations" && isEvaluationEvent(frame.event)) {
+      for (const evaluation of createdEvaluations(frame)) {
+        this.evaluations.apply(evaluation, seq);
+        this.freshEvaluations.add(evaluation.id);
+      }
     } else return;
     this.render();
   }

@@ -244,3 +244,13 @@ export class Reloader {
     this.apply(snapshot, asked);
   }
 }
+
+/** Whether a live event announces stored evaluations: one (`evaluation.created`) or a batch's (`evaluations.created`). */
+export function isEvaluationEvent(type) {
+  return type === "evaluation.created" || type === "evaluations.created";
+}
+
+/** The evaluations an `evaluation.created` or `evaluations.created` frame announces, in order. */
+export function createdEvaluations(frame) {
+  return frame.event === "evaluations.created" ? frame.data.items : [frame.data];
+}
