@@ -80,7 +80,7 @@ class StoredEvaluation:
     created_at: datetime
 
 
-_STORED_COLUMNS = tuple(StoredEvaluation.__slots__)
+EVALUATION_COLUMNS = tuple(StoredEvaluation.__slots__)
 # Below this many rows one INSERT … RETURNING beats drawing ids and a COPY (three round trips).
 COPY_FROM = 50
 
@@ -115,9 +115,9 @@ def _copy_in(session: Session, values: list[dict[str, Any]]) -> list[StoredEvalu
     stored = [StoredEvaluation(id=id_, **row) for id_, row in zip(ids, values, strict=True)]
     raw = session.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(f"COPY evaluations ({', '.join(_STORED_COLUMNS)}) FROM STDIN") as copy:
+    with raw.cursor() as cursor, cursor.copy(f"COPY evaluations ({', '.join(EVALUATION_COLUMNS)}) FROM STDIN") as copy:
         for evaluation in stored:
-            copy.write_row([getattr(evaluation, column) for column in _STORED_COLUMNS])
+            copy.write_row([getattr(evaluation, column) for column in EVALUATION_COLUMNS])
     return stored
 
 
