@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,26 @@ def test_settings_refuse_a_key_pair_that_does_not_fit(tmp_path: Path) -> None:
     (tmp_path / "junk.pem").write_text("not a key")
     with pytest.raises(ValueError, match="cannot load the JWT key pair"):
         make_settings(tmp_path, jwt_algorithm="EdDSA", jwt_private_key_file=tmp_path / "junk.pem").jwt_keys()
+
+
+def test_a_token_checked_before_is_refused_once_it_expires() -> None:
+    """Verified tokens are remembered (the signature is checked once), but never past their expiry."""
+    tokens = TokenService(SECRET, expires_seconds=1)
+    token = jwt.encode(claims(exp=datetime.now(UTC) + timedelta(seconds=1)), SECRET, algorithm="HS256")
+    assert tokens.verify(token).user_id == 7
+    assert tokens.verify(token).user_id == 7  # from memory
+    time.sleep(1.1)
+    with pytest.raises(AuthenticationFailed, match="invalid or expired"):
+        tokens.verify(token)
+
+
+def test_a_remembered_token_does_not_vouch_for_a_tampered_one() -> None:
+    tokens = TokenService(SECRET, expires_seconds=60)
+    token = jwt.encode(claims(), SECRET, algorithm="HS256")
+    tokens.verify(token)
+    header, payload, signature = token.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged["role"] = "admin"
+    tampered = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+    with pytest.raises(AuthenticationFailed):
+        tokens.verify(f"{header}.{tampered}.{signature}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,6 +41,9 @@ class IssuedToken:
     expires_in: int
 
 
+VERIFIED_TOKENS_KEPT = 10_000
+
+
 @dataclass(frozen=True)
 class VerifiedToken:
     principal: Principal
@@ -61,6 +66,11 @@ class TokenService:
         self._verifying_key = verifying_key if verifying_key is not None else signing_key
         self.algorithm = algorithm
         self.expires_seconds = expires_seconds
+        # Tokens whose signature and claims were checked: token -> (what it says, valid from, until).
+        # A token is immutable, so checking it again only re-derives the same answer; only the
+        # clock matters, and a hit checks it. Revocation is the session's and the user's business.
+        self._verified: dict[str, tuple[VerifiedToken, float, float]] = {}
+        self._verified_lock = threading.Lock()
 
     def issue(self, user: UserRow, *, session_id: str | None = None) -> IssuedToken:
         now = utcnow()
@@ -84,6 +94,13 @@ class TokenService:
         return self.verify_claims(token).principal
 
     def verify_claims(self, token: str) -> VerifiedToken:
+        known = self._verified.get(token)
+        if known is not None:
+            verified, valid_from, valid_until = known
+            if valid_from <= time.time() < valid_until:
+                return verified
+            with self._verified_lock:
+                self._verified.pop(token, None)
         try:
             # Only the configured algorithm: a token may not choose how it is checked (alg: none,
             # or HS256 signed with a public key).
@@ -99,9 +116,15 @@ class TokenService:
                 user_id=int(claims["sub"]), username=str(claims.get("name", "")), role=Role(claims["role"])
             )
             session_id = claims.get("sid")
-            return VerifiedToken(principal, str(session_id) if session_id is not None else None)
+            verified = VerifiedToken(principal, str(session_id) if session_id is not None else None)
+            valid_from, valid_until = float(claims["nbf"]), float(claims["exp"])
         except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
             raise AuthenticationFailed("invalid or expired token") from exc
+        with self._verified_lock:
+            if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+                self._verified.pop(next(iter(self._verified)), None)  # the oldest
+            self._verified[token] = (verified, valid_from, valid_until)
+        return verified
 
 
 def valid_username(username: str) -> bool:
