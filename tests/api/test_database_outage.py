@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from tars.api.applications import create_dashboard_app
 from tars.runtime import Runtime
 from tars.storage.database import make_engine
 from tars.storage.pool import PoolSettings
@@ -29,8 +30,11 @@ def test_a_database_outage_is_a_503_and_recovery_needs_no_restart(
     database = runtime.engine.url.database
     assert database is not None
     assert dashboard.get("/api/v1/agents", headers=auth["viewer"]).status_code == 200
+    assert dashboard.get("/api/v1/evaluations", headers=auth["viewer"]).status_code == 200  # pools filled
     set_connections(postgres_admin_url, database, allowed=False)
     try:
+        listed = dashboard.get("/api/v1/evaluations", headers=auth["viewer"])  # the hot list's own pool too
+        assert listed.status_code == 503 and listed.json()["detail"] == "the database is unavailable; try again shortly"
         down = dashboard.get("/api/v1/agents", headers=auth["viewer"])
         assert down.status_code == 503
         assert down.json()["detail"] == "the database is unavailable; try again shortly"
@@ -43,6 +47,23 @@ def test_a_database_outage_is_a_503_and_recovery_needs_no_restart(
     assert dashboard.get("/api/v1/agents", headers=auth["viewer"]).status_code == 200
     body = {"agent_id": "ppo", "environment": "CartPole-v1", "reward": 2.0}
     assert dashboard.post("/api/v1/evaluations", json=body, headers=auth["operator"]).status_code == 201
+    assert [e["reward"] for e in dashboard.get("/api/v1/evaluations", headers=auth["viewer"]).json()["items"]] == [2.0]
+
+
+def test_a_dashboard_started_while_the_database_is_down_starts_and_recovers(
+    runtime: Runtime, auth: dict[str, dict[str, str]], postgres_admin_url: str
+) -> None:
+    database = runtime.engine.url.database
+    assert database is not None
+    set_connections(postgres_admin_url, database, allowed=False)
+    try:
+        with TestClient(create_dashboard_app(runtime)) as dashboard:
+            assert dashboard.get("/health").status_code == 200
+            assert dashboard.get("/api/v1/evaluations", headers=auth["viewer"]).status_code == 503
+            set_connections(postgres_admin_url, database, allowed=True)
+            assert dashboard.get("/api/v1/evaluations", headers=auth["viewer"]).status_code == 200
+    finally:
+        set_connections(postgres_admin_url, database, allowed=True)
 
 
 def test_a_runaway_statement_is_cancelled_by_the_statement_timeout(runtime: Runtime) -> None:

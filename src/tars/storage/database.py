@@ -70,7 +70,7 @@ async def make_read_pool(url: str, pool: PoolSettings | None = None) -> asyncpg.
     settings = {"statement_timeout": str(pool.statement_timeout_ms)} if pool.statement_timeout_ms else {}
     return await asyncpg.create_pool(
         parsed.set(drivername="postgresql").render_as_string(hide_password=False),
-        min_size=1,
+        min_size=0,  # connects on first use: a dashboard starting while PostgreSQL is down still starts
         max_size=pool.size,
         timeout=5,
         server_settings=settings,
