@@ -11,6 +11,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from tars.domain.errors import Conflict, IdempotencyKeyReused, InvalidField, InvalidFields, NotFound, Unavailable
+from tars.domain.runs import StaleAttempt
 
 # FastAPI refuses a body it cannot even decode (bytes that are not UTF-8) with 400, before any validation:
 # each route that reads a body says so.
@@ -43,7 +44,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(Conflict)
-    async def conflict(_request: Request, exc: Conflict) -> JSONResponse:
+    @app.exception_handler(StaleAttempt)  # a worker's attempt another one has taken over
+    async def conflict(_request: Request, exc: Conflict | StaleAttempt) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_409_CONFLICT)
 
     @app.exception_handler(Unavailable)

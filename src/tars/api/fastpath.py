@@ -20,8 +20,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tars.api.deps import presented_credential
 from tars.api.schemas import Region
 from tars.domain.users import Principal, Role
 from tars.services.auth import AuthenticationFailed
@@ -73,26 +75,13 @@ class EvaluationListFastPath:
         known: Principal | None = scope.get("state", {}).get("principal")  # the rate limiter's
         if known is not None:
             return known
-        credential = _credential(scope["headers"])
+        credential = presented_credential(Request(scope))
         if not credential:
             return None
         try:
             return self.authenticator.cached(credential)
         except AuthenticationFailed:
             return None  # the route answers 401
-
-
-def _credential(headers: list[tuple[bytes, bytes]]) -> str | None:
-    bearer = key = None
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            bearer = token.strip() if scheme.lower() == "bearer" else ""
-        elif name == b"x-api-key":
-            key = value.decode("latin-1")
-    if bearer is not None:  # as presented_credential: an Authorization header wins
-        return bearer or None
-    return key or None
 
 
 def _plain_query(raw: bytes) -> tuple[dict[str, str], dict[str, datetime], int, str | None] | None:

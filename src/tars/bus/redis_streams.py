@@ -171,36 +171,12 @@ class RedisWorkerRegistry:
         self._redis.close()
 
 
-# Numbers an event on each of its channels, keeps it in their windows and announces it, atomically:
-# so every replica sees each channel's ids in order, and nothing is announced that is not kept.
-# KEYS: sequence and log of channel 1, of channel 2, ...; ARGV: the event's JSON, the window size,
-# the pub/sub channel, then each channel's name and its expiry in seconds (0: never).
-_PUBLISH = """
-local ids = {}
-local names = {}
-for i = 1, #KEYS / 2 do
-  local sequence, log = KEYS[2 * i - 1], KEYS[2 * i]
-  local name, ttl = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
-  if redis.call('EXISTS', sequence) == 0 then
-    local now = redis.call('TIME')
-    redis.call('SET', sequence, now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000)))
-  end
-  local id = redis.call('INCR', sequence)
-  redis.call('XADD', log, 'MAXLEN', ARGV[2], id .. '-0', 'event', ARGV[1])
-  if ttl > 0 then
-    redis.call('EXPIRE', sequence, ttl)
-    redis.call('EXPIRE', log, ttl)
-  end
-  ids[i] = id
-  table.insert(names, cjson.encode(name) .. ':' .. id)
-end
-redis.call('PUBLISH', ARGV[3], '{"ids":{' .. table.concat(names, ',') .. '},' .. string.sub(ARGV[1], 2))
-return ids
-"""
-# The same for many events in one call. KEYS: each channel's sequence and log, once; ARGV: the window
-# size, the pub/sub channel, the channels' names and expiries as a JSON array of [name, seconds],
-# then the events as a JSON array of [event JSON, [channel positions, 1-based]]. Returns each
-# event's ids as "id,id;id,id,id;...": one string, not thousands of integers to parse.
+# Numbers each event on each of its channels, keeps it in their windows and announces it, atomically
+# per event: so every replica sees each channel's ids in order, and nothing is announced that is not
+# kept. KEYS: each channel's sequence and log, once; ARGV: the window size, the pub/sub channel, the
+# channels' names and expiries as a JSON array of [name, seconds], then the events as a JSON array of
+# [event JSON, [channel positions, 1-based]]. Returns each event's ids as "id,id;id,id,id;...": one
+# string, not thousands of integers to parse.
 _PUBLISH_MANY = """
 local window, live = ARGV[1], ARGV[2]
 local channels, events = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
@@ -243,14 +219,11 @@ class RedisEventBus:
         self._url = url
         self._window = window
         self._redis = redis.Redis.from_url(url, decode_responses=True)
-        self._publish = self._redis.register_script(_PUBLISH)
         self._publish_chunk = self._redis.register_script(_PUBLISH_MANY)
         self._channel = keys.events_channel(int(self._redis.connection_pool.connection_kwargs.get("db") or 0))
 
     def publish(self, event: Event) -> Event:
-        keys_, args = self._script_arguments(event)
-        ids: Any = self._publish(keys=keys_, args=args)
-        return event.numbered({channel: int(number) for channel, number in zip(event.channels, ids, strict=True)})
+        return self._publish_many([event])[0]
 
     def publish_many(self, events: list[Event]) -> list[Event]:
         # One script call per chunk: each event still numbered, kept and announced atomically.
@@ -286,15 +259,6 @@ class RedisEventBus:
             event.numbered({channel: int(number) for channel, number in zip(route, ids.split(","), strict=True)})
             for event, route, ids in zip(events, routes, numbers.split(";"), strict=True)
         ]
-
-    def _script_arguments(self, event: Event) -> tuple[list[str], list[str | int]]:
-        keys_: list[str] = []
-        args: list[str | int] = [json.dumps({"type": event.type, "data": event.data}, default=str), self._window]
-        args.append(self._channel)
-        for channel in event.channels:
-            keys_ += [keys.event_sequence(channel), keys.event_log(channel)]
-            args += [channel, 0 if channel in PLAIN_CHANNELS else _SCOPED_CHANNEL_TTL_SECONDS]
-        return keys_, args
 
     async def history(self, channel: str, after: int | None) -> History:
         # In a thread, with the blocking client: it serves every event loop alike, and a replay

@@ -25,7 +25,7 @@ from tars.api.schemas import (
 from tars.bus.redis_streams import RedisJobQueue
 from tars.domain.agents import ALGORITHMS
 from tars.domain.errors import Conflict, InvalidField
-from tars.domain.runs import Attempt, RunStatus, StaleAttempt
+from tars.domain.runs import Attempt, RunStatus
 from tars.runtime import Runtime
 from tars.services.recording import RunRecorder
 from tars.services.training import job_of_run, recover_lost_jobs
@@ -49,10 +49,6 @@ RecorderDep = Annotated[RunRecorder, Depends(get_recorder)]
 
 def _attempt(runtime: Runtime, run_id: str, number: int) -> Attempt:
     return Attempt(job_of_run(runtime.sessions, run_id), number)
-
-
-def _stale(exc: StaleAttempt) -> Conflict:
-    return Conflict(str(exc))
 
 
 @router.post(
@@ -103,18 +99,15 @@ def report(
         if not path.is_relative_to(runs_dir):
             raise InvalidField("model.path", f"must lie in the run's artifact directory {runs_dir}")
         model = ModelSaved(path=str(path), timesteps=body.model.timesteps)
-    try:
-        recorder.report(
-            _attempt(runtime, run_id, number),
-            Report(
-                seq=body.seq,
-                episodes=tuple(EpisodeFinished(**episode.model_dump()) for episode in body.episodes),
-                evaluations=tuple(EvaluationFinished(**result.model_dump()) for result in body.evaluations),
-                model=model,
-            ),
-        )
-    except StaleAttempt as exc:
-        raise _stale(exc) from None
+    recorder.report(
+        _attempt(runtime, run_id, number),
+        Report(
+            seq=body.seq,
+            episodes=tuple(EpisodeFinished(**episode.model_dump()) for episode in body.episodes),
+            evaluations=tuple(EvaluationFinished(**result.model_dump()) for result in body.evaluations),
+            model=model,
+        ),
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -133,13 +126,10 @@ def end_attempt(
 ) -> Response:
     """The attempt ended: the run finished (succeeded, failed, cancelled) or went back to the queue."""
     attempt = _attempt(runtime, run_id, number)
-    try:
-        if body.status == "queued":
-            recorder.requeued(attempt)
-        else:
-            recorder.finished(attempt, RunStatus(body.status), body.error)
-    except StaleAttempt as exc:
-        raise _stale(exc) from None
+    if body.status == "queued":
+        recorder.requeued(attempt)
+    else:
+        recorder.finished(attempt, RunStatus(body.status), body.error)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
