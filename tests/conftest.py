@@ -6,7 +6,9 @@ import os
 import secrets
 import shutil
 import socket
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from tars.api.applications import create_dashboard_app, create_orchestration_app
+from tars.cli.servers import make_server
 from tars.cli.workers import make_worker
 from tars.domain.users import Role
 from tars.runtime import Runtime, build_runtime
@@ -247,3 +250,28 @@ def worker(runtime: Runtime) -> Iterator[Worker]:
     yield started
     started.stop()
     started.join(30)
+
+
+class AppServer:
+    """An app served by uvicorn in a thread of this process, on a fixed port across restarts."""
+
+    def __init__(self, make_app: Callable[[], Any]) -> None:
+        self._make_app = make_app
+        self.port = free_port()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        server = make_server(self._make_app(), "127.0.0.1", self.port, "warning")
+        self._server, self._thread = server, threading.Thread(target=server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._server = self._thread = None

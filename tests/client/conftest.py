@@ -5,45 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from tars.api.applications import create_dashboard_app
-from tars.cli.servers import make_server
 from tars.runtime import Runtime
-from tests.conftest import free_port
+from tests.conftest import AppServer, free_port
 
 
-class LiveServer:
+class LiveServer(AppServer):
     """dashboard-api in a thread of this process, on a fixed port across restarts."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.port = free_port()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(lambda: create_dashboard_app(runtime))
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
-
-    def start(self) -> None:
-        server = make_server(create_dashboard_app(self.runtime), "127.0.0.1", self.port, "warning")
-        self._server = server
-        self._thread = threading.Thread(target=server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "dashboard-api did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.should_exit = True
-        self._thread.join(10)
 
 
 @pytest.fixture

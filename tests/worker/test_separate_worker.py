@@ -5,20 +5,17 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-import uvicorn
 from click.testing import CliRunner
 from pydantic import SecretStr
 
 from tars.api.applications import create_orchestration_app
 from tars.cli.main import cli
-from tars.cli.servers import make_server
 from tars.cli.workers import SeparateWorker, make_separate_worker
 from tars.domain.runs import RunStatus
 from tars.domain.users import Role
@@ -30,39 +27,21 @@ from tars.storage import runs
 from tars.storage.database import transaction
 from tars.storage.evaluations import EvaluationFilter, list_evaluations
 from tars.worker.remote import OrchestrationClient
-from tests.conftest import SEEDED_USERS, free_port
+from tests.conftest import SEEDED_USERS, AppServer
 from tests.worker.test_worker import FINISHED, EventRecorder, submit, wait_for, wait_running
 
 distributed = pytest.mark.parametrize("backend", ["distributed"], indirect=True)
 
 
-class OrchestrationServer:
+class OrchestrationServer(AppServer):
     """The orchestration service in a thread of this process, on a fixed port across restarts."""
 
     def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.port = free_port()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__(lambda: create_orchestration_app(runtime))
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        server = make_server(create_orchestration_app(self.runtime), "127.0.0.1", self.port, "warning")
-        self._server, self._thread = server, threading.Thread(target=server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "orchestration did not start"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            self._server = self._thread = None
 
 
 @pytest.fixture
