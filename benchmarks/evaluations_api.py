@@ -40,10 +40,11 @@ dqn/a2c/ppo/ddpg x regions us-west-2/us-east-1/eu-west-1/ap-southeast-1, CartPol
         answers 404/405 the result says it is not available and only single is measured); rates are
         the 2xx responses wrk counted times the items each stored, cross-checked against the rows
         PostgreSQL gained (which also holds the requests still in flight when wrk stopped). Floors:
-        psycopg executemany (pipelined, RETURNING id) and COPY into the same table, 1000 rows a
-        transaction, one connection. Peer: an MLflow tracking server (one worker, its
-        own fresh PostgreSQL database) taking MlflowClient.log_batch calls of 1000 metrics from 4
-        threads of this process, metrics/s. Target: batched >= 50,000 evaluations/s.
+        psycopg executemany (pipelined, RETURNING id) and COPY, and raw asyncpg executemany and
+        copy_records_to_table, into the same table, 1000 rows a transaction, one connection.
+        Peer: an MLflow tracking server (one worker, its own fresh PostgreSQL database) taking
+        MlflowClient.log_batch calls of 1000 metrics from 4 threads of this process, metrics/s.
+        Target: batched >= 50,000 evaluations/s.
 
     .venv/bin/python benchmarks/evaluations_api.py latency [--evaluations 1000000] [--rate 200] [--seconds 20]
     .venv/bin/python benchmarks/evaluations_api.py throughput [--evaluations 1000000] [--connections 32]
@@ -722,6 +723,34 @@ def floor_copy(database_url: str, rows: int, batch: int) -> dict[str, Any]:
     return {"rows": rows, "rows_per_transaction": batch, "rows_per_second": round(rows / elapsed)}
 
 
+FLOOR_COLUMNS = ["agent_id", "environment", "region", "reward", "duration_ms", "status", "created_at"]
+
+
+def floor_asyncpg(database_url: str, rows: int, batch: int, how: str) -> dict[str, Any]:
+    """The issue's own floors: raw asyncpg, ``copy_records_to_table`` or ``executemany``."""
+    import asyncpg
+
+    insert = f"INSERT INTO evaluations ({', '.join(FLOOR_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+
+    async def load() -> float:
+        connection = await asyncpg.connect(plain_url(database_url))
+        try:
+            started = time.monotonic()
+            for start in range(0, rows, batch):
+                records = floor_rows(min(batch, rows - start))
+                async with connection.transaction():
+                    if how == "copy":
+                        await connection.copy_records_to_table("evaluations", records=records, columns=FLOOR_COLUMNS)
+                    else:
+                        await connection.executemany(insert, records)
+            return time.monotonic() - started
+        finally:
+            await connection.close()
+
+    elapsed = asyncio.run(load())
+    return {"rows": rows, "rows_per_transaction": batch, "rows_per_second": round(rows / elapsed)}
+
+
 def mlflow_peer(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -836,6 +865,8 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
         dashboard.stop(kill=False)
         results["floor_psycopg_executemany"] = floor_executemany(database_url, args.floor_rows, args.batch_size)
         results["floor_psycopg_copy"] = floor_copy(database_url, args.floor_rows, args.batch_size)
+        for how in ("executemany", "copy"):
+            results[f"floor_asyncpg_{how}"] = floor_asyncpg(database_url, args.floor_rows, args.batch_size, how)
         results["peer_mlflow_log_batch"] = mlflow_peer(args, folder)
     batched = results["batch"].get("evaluations_per_second")
     return {

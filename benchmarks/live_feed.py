@@ -45,9 +45,10 @@ from tars.domain.events import Event
 from tars.domain.users import Role
 from tars.runtime import Runtime, build_runtime
 from tars.services.auth import create_user
-from tars.services.evaluations import EvaluationSubmission, submit_evaluation
+from tars.services.evaluations import submit_evaluation
 from tars.settings import Settings
 from tars.storage.database import transaction
+from tars.storage.evaluations import NewEvaluation
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -152,7 +153,7 @@ class EvaluationPublisher:
 
     def _run(self) -> None:
         while not self._stopping.wait(0.02):
-            submission = EvaluationSubmission("ppo", "CartPole-v1", float(len(self.published)), "us-west-2")
+            submission = NewEvaluation("ppo", "CartPole-v1", float(len(self.published)), "us-west-2")
             self.published.append(submit_evaluation(self._runtime.sessions, self._runtime.bus, submission).id)
 
     def start(self) -> None:

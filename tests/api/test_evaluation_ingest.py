@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tars.runtime import Runtime
-from tars.services.evaluations import EvaluationSubmission, IdempotencyKey, submit_evaluations
+from tars.services.evaluations import IdempotencyKey, submit_evaluations
+from tars.storage.evaluations import NewEvaluation
 from tars.storage.tables import EvaluationRow
 
 
@@ -98,7 +99,7 @@ def test_a_retry_with_the_same_key_stores_nothing_twice(
 
 def test_two_requests_racing_with_one_key_store_once(runtime: Runtime) -> None:
     key = IdempotencyKey(key="race", principal="user:1", scope="evaluations.batch", request_hash="same")
-    submissions = [EvaluationSubmission("ppo", "CartPole-v1", float(n), "eu-west-1") for n in range(50)]
+    submissions = [NewEvaluation("ppo", "CartPole-v1", float(n), "eu-west-1") for n in range(50)]
     answers = []
     errors: list[BaseException] = []
     start = threading.Barrier(2)

@@ -37,7 +37,7 @@ def seed(runtime: Runtime, start: datetime, count: int) -> list[dict[str, Any]]:
             }
         )
     with transaction(runtime.sessions) as session:
-        evaluations.insert_evaluations(session, rows)
+        evaluations.insert_evaluations(session, [evaluations.NewEvaluation(**row) for row in rows])
     return rows
 
 

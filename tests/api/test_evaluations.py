@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from tars.runtime import Runtime
 from tars.storage.database import transaction
-from tars.storage.evaluations import insert_evaluation
+from tars.storage.evaluations import NewEvaluation, insert_evaluations
 
 PPO = {"agent_id": "ppo", "environment": "CartPole-v1", "reward": 150}
 
@@ -67,16 +67,20 @@ def test_keyset_pages_cover_every_row_once_newest_first(
 ) -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     with transaction(runtime.sessions) as session:
-        for index in range(25):
-            # Pairs share a timestamp, so ordering must fall back to the id.
-            insert_evaluation(
-                session,
-                agent_id="dqn",
-                environment="CartPole-v1",
-                region="eu-west-1" if index % 2 else "us-east-1",
-                reward=float(index),
-                created_at=start + timedelta(minutes=index // 2),
-            )
+        # Pairs share a timestamp, so ordering must fall back to the id.
+        insert_evaluations(
+            session,
+            [
+                NewEvaluation(
+                    agent_id="dqn",
+                    environment="CartPole-v1",
+                    region="eu-west-1" if index % 2 else "us-east-1",
+                    reward=float(index),
+                    created_at=start + timedelta(minutes=index // 2),
+                )
+                for index in range(25)
+            ],
+        )
     seen: list[float] = []
     cursor = None
     pages = 0

@@ -13,8 +13,9 @@ import pytest
 
 from tars.client.live import Backoff, LiveEvent, ReconnectingWebSocketClient, State
 from tars.runtime import Runtime, build_runtime
-from tars.services.evaluations import EvaluationSubmission, submit_evaluation
+from tars.services.evaluations import submit_evaluation
 from tars.settings import Settings
+from tars.storage.evaluations import NewEvaluation
 from tars.storage.users import get_user_by_username
 from tests.client.conftest import FreezableProxy, LiveServer
 
@@ -34,7 +35,7 @@ def token_of(runtime: Runtime, username: str = "viewer-user") -> str:
 
 
 def evaluate(runtime: Runtime, reward: float) -> int:
-    submission = EvaluationSubmission(agent_id="ppo", environment="CartPole-v1", reward=reward, region="us-west-2")
+    submission = NewEvaluation(agent_id="ppo", environment="CartPole-v1", reward=reward, region="us-west-2")
     return submit_evaluation(runtime.sessions, runtime.bus, submission).id
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from tars.bus.base import EventBus
 from tars.domain.events import Event
@@ -51,6 +52,10 @@ def event_frame(channel: str, event: Event) -> Frame:
     return {"type": "event", "channel": channel, "id": event.ids[channel], "event": event.type, "data": event.data}
 
 
+def _encode(frame: Frame) -> str:
+    return orjson.dumps(frame, default=str).decode()
+
+
 class FrameCache:
     """Encodes each (channel, event id) once, however many connections send it: a broadcast to
     a thousand dashboards would otherwise serialise the same JSON a thousand times."""
@@ -61,18 +66,18 @@ class FrameCache:
 
     def text(self, frame: Frame) -> str:
         if frame["type"] != "event":
-            return json.dumps(frame, default=str)
+            return _encode(frame)
         key = (frame["channel"], frame["id"])
         text = self._texts.get(key)
         if text is None:
-            text = self._remember(key, json.dumps(frame, default=str))
+            text = self._remember(key, _encode(frame))
         return text
 
     def event_text(self, channel: str, event: Event) -> str:
         key = (channel, event.ids[channel])
         text = self._texts.get(key)
         if text is None:
-            text = self._remember(key, json.dumps(event_frame(channel, event), default=str))
+            text = self._remember(key, _encode(event_frame(channel, event)))
         return text
 
     def _remember(self, key: tuple[str, int], text: str) -> str:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
@@ -247,13 +248,13 @@ class RedisEventBus:
                     channels.append((channel, 0 if channel in PLAIN_CHANNELS else _SCOPED_CHANNEL_TTL_SECONDS))
             entries.append(
                 (
-                    json.dumps({"type": event.type, "data": event.data}, default=str),
+                    orjson.dumps({"type": event.type, "data": event.data}, default=str).decode(),
                     [positions[channel] for channel in route],
                 )
             )
             routes.append(route)
         numbers: Any = self._publish_chunk(
-            keys=keys_, args=[self._window, self._channel, json.dumps(channels), json.dumps(entries)]
+            keys=keys_, args=[self._window, self._channel, orjson.dumps(channels), orjson.dumps(entries)]
         )
         return [
             event.numbered({channel: int(number) for channel, number in zip(route, ids.split(","), strict=True)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from typing import TYPE_CHECKING
@@ -33,17 +34,28 @@ async def _run(servers: list[uvicorn.Server], worker: Worker | None) -> None:
         loop.add_signal_handler(sig, request_stop)
     if worker is not None:
         worker.start()
+    freezing = asyncio.create_task(_freeze_once_started(servers))
     try:
         if servers:
             await asyncio.gather(*(server.serve() for server in servers))
         else:
             await stopped.wait()
     finally:
+        freezing.cancel()
         request_stop()
         if worker is not None:
             await asyncio.to_thread(worker.join)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _freeze_once_started(servers: list[uvicorn.Server]) -> None:
+    """What startup built lives as long as the process: frozen, the collector stops walking it.
+    Every full collection walked those ~150,000 objects again; with the garbage of 1,000-item
+    batches that cost a fifth of ingest throughput."""
+    while not all(server.started for server in servers):
+        await asyncio.sleep(0.05)
+    gc.freeze()
 
 
 def run_foreground(servers: list[uvicorn.Server], worker: Worker | None) -> None:

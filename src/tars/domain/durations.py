@@ -7,7 +7,7 @@ scale: within a few percent for smooth distributions, never off by more than the
 
 from __future__ import annotations
 
-import math
+from bisect import bisect_left
 from collections.abc import Sequence
 
 FIRST_BOUND_MS = 0.25
@@ -17,10 +17,8 @@ BOUNDS_MS: tuple[float, ...] = tuple(FIRST_BOUND_MS * 2 ** (i / STEPS_PER_DOUBLI
 
 
 def bucket_of(duration_ms: float) -> int:
-    if duration_ms <= FIRST_BOUND_MS:
-        return 0
-    steps = math.ceil(STEPS_PER_DOUBLING * math.log2(duration_ms / FIRST_BOUND_MS) - 1e-9)
-    return min(BUCKETS - 1, steps)
+    # The first bound at or above the duration: exactly the SQL's ``> B[i-1] AND <= B[i]``.
+    return bisect_left(BOUNDS_MS, duration_ms)
 
 
 def percentile(counts: Sequence[int], q: float) -> float | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import orjson
 
 
 class EventType:
@@ -52,10 +53,10 @@ class Event:
         return replace(self, ids=ids)
 
     def to_json(self) -> str:
-        return json.dumps({"type": self.type, "data": self.data, "ids": self.ids}, default=str)
+        return orjson.dumps({"type": self.type, "data": self.data, "ids": self.ids}, default=str).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
-        payload = json.loads(raw)
+        payload = orjson.loads(raw)
         ids = {str(channel): int(number) for channel, number in (payload.get("ids") or {}).items()}
         return cls(type=str(payload["type"]), data=dict(payload.get("data") or {}), ids=ids)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,20 +21,9 @@ from tars.services import audit
 from tars.storage import agents, evaluations
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
-from tars.storage.evaluations import StoredEvaluation
+from tars.storage.evaluations import NewEvaluation, StoredEvaluation
 from tars.storage.tables import EvaluationRow
 from tars.storage.types import utcnow
-
-
-@dataclass(frozen=True)
-class EvaluationSubmission:
-    agent_id: str
-    environment: str
-    reward: float
-    region: str
-    episode_length: int | None = None
-    duration_ms: float | None = None
-    status: str = "completed"
 
 
 @dataclass(frozen=True)
@@ -64,7 +53,7 @@ MAX_BATCH = 1000
 ITEMS_PER_EVENT = 100
 
 
-def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: EvaluationSubmission) -> StoredEvaluation:
+def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: NewEvaluation) -> StoredEvaluation:
     with transaction(sessions) as session:
         rows = _store(session, [submission], batch=False)
     _announce(bus, rows)
@@ -74,7 +63,7 @@ def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: Evalu
 def submit_evaluations(
     sessions: SessionFactory,
     bus: EventBus,
-    submissions: list[EvaluationSubmission],
+    submissions: list[NewEvaluation],
     *,
     render: Callable[[list[StoredEvaluation]], dict[str, Any]],
     batch: bool,
@@ -111,7 +100,7 @@ def submit_evaluations(
     return Answer(status_code, body, replayed=False)
 
 
-def _store(session: Session, submissions: list[EvaluationSubmission], *, batch: bool) -> list[StoredEvaluation]:
+def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -> list[StoredEvaluation]:
     known = agents.existing_agent_ids(session, {item.agent_id for item in submissions})
     problems = []
     for index, item in enumerate(submissions):
@@ -124,31 +113,18 @@ def _store(session: Session, submissions: list[EvaluationSubmission], *, batch: 
         raise problems[0]
     if problems:
         raise InvalidFields(problems)
-    return evaluations.insert_evaluations(
-        session,
-        [
-            {
-                "agent_id": item.agent_id,
-                "environment": item.environment,
-                "reward": item.reward,
-                "region": item.region,
-                "episode_length": item.episode_length,
-                "duration_ms": item.duration_ms,
-                "status": item.status,
-            }
-            for item in submissions
-        ],
-    )
+    return evaluations.insert_evaluations(session, submissions)
 
 
 def _announce(bus: EventBus, rows: list[StoredEvaluation], *, batch: bool = False) -> None:
     count_evaluations((row.agent_id, row.environment, row.region, row.status, row.reward) for row in rows)
+    data = evaluations_event_data(rows)
     if not batch:
-        bus.publish_many([Event(EventType.EVALUATION_CREATED, evaluation_event_data(row)) for row in rows])
+        bus.publish_many([Event(EventType.EVALUATION_CREATED, item) for item in data])
         return
     by_agent: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_agent.setdefault(row.agent_id, []).append(evaluation_event_data(row))
+    for item in data:
+        by_agent.setdefault(item["agent_id"], []).append(item)
     bus.publish_many(
         [
             Event(EventType.EVALUATIONS_CREATED, {"agent_id": agent, "items": items[start : start + ITEMS_PER_EVENT]})
@@ -186,3 +162,16 @@ def evaluation_event_data(row: EvaluationRow | StoredEvaluation) -> dict[str, An
         "status": row.status,
         "created_at": row.created_at.isoformat(),
     }
+
+
+def evaluations_event_data(rows: Iterable[StoredEvaluation]) -> list[dict[str, Any]]:
+    """What ``evaluation_event_data`` gives of each, for many at once: a batch shares one
+    created_at, formatted once."""
+    formatted: dict[datetime, str] = {}
+    data = []
+    for row in rows:
+        item = row._asdict()
+        moment = row.created_at
+        item["created_at"] = formatted.get(moment) or formatted.setdefault(moment, moment.isoformat())
+        data.append(item)
+    return data

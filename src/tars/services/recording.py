@@ -13,11 +13,12 @@ from tars.bus.base import EventBus
 from tars.domain.events import Event, EventType
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
 from tars.metrics import TRAINING_EPISODES, TRAINING_RUNS, count_evaluations
-from tars.services.evaluations import evaluation_event_data
+from tars.services.evaluations import evaluations_event_data
 from tars.services.training import run_event_data
 from tars.storage import evaluations, runs
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
+from tars.storage.evaluations import NewEvaluation
 from tars.training.progress import EpisodeFinished, Report
 from tars.version import VERSION
 
@@ -77,21 +78,21 @@ class RunRecorder:
             stored = evaluations.insert_evaluations(
                 session,
                 [
-                    {
-                        "agent_id": job.agent_id,
-                        "run_id": job.run_id,
-                        "environment": job.environment,
-                        "region": self._region,
-                        "reward": result.reward,
-                        "episode_length": result.length,
-                        "duration_ms": result.duration_ms,
-                    }
+                    NewEvaluation(
+                        agent_id=job.agent_id,
+                        run_id=job.run_id,
+                        environment=job.environment,
+                        region=self._region,
+                        reward=result.reward,
+                        episode_length=result.length,
+                        duration_ms=result.duration_ms,
+                    )
                     for result in report.evaluations
                 ],
             )
             if report.model is not None:
                 runs.fence(session, job.run_id, attempt.number, model_path=report.model.path)
-            evaluation_data = [evaluation_event_data(row) for row in stored]
+            evaluation_data = evaluations_event_data(stored)
         if report.episodes:
             TRAINING_EPISODES.labels(job.agent_id, VERSION).inc(len(report.episodes))
         count_evaluations((job.agent_id, job.environment, self._region, row.status, row.reward) for row in stored)

@@ -64,21 +64,6 @@ class Totals:
     duration_sum: float = 0.0
     durations: list[int] = field(default_factory=lambda: [0] * BUCKETS)
 
-    def add_row(self, row: Evaluation) -> None:
-        self.count += 1
-        if row.status == "failed":
-            self.failed += 1
-        else:
-            self.reward_count += 1
-            self.reward_sum += row.reward
-            self.reward_square_sum += row.reward * row.reward
-            self.reward_min = row.reward if self.reward_min is None else min(self.reward_min, row.reward)
-            self.reward_max = row.reward if self.reward_max is None else max(self.reward_max, row.reward)
-        if row.duration_ms is not None:
-            self.duration_count += 1
-            self.duration_sum += row.duration_ms
-            self.durations[bucket_of(row.duration_ms)] += 1
-
     def merge(self, other: Totals) -> None:
         for name in _ADDITIVE:
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -120,17 +105,41 @@ def _either(pick: Any, a: float | None, b: float | None) -> float | None:
 
 def add(session: Session, rows: Iterable[Evaluation]) -> None:
     """Add stored evaluations to their hours (one upsert per agent, environment, region and hour)."""
-    groups: dict[tuple[str, str, str, datetime], Totals] = {}
+    groups: dict[tuple[str, str, str, datetime], list[Evaluation]] = {}
+    hours: dict[datetime, datetime] = {}  # a batch shares one created_at: its hour found once
     for row in rows:
-        groups.setdefault((row.agent_id, row.environment, row.region, hour_of(row.created_at)), Totals()).add_row(row)
+        moment = row.created_at
+        hour = hours.get(moment) or hours.setdefault(moment, hour_of(moment))
+        groups.setdefault((row.agent_id, row.environment, row.region, hour), []).append(row)
     if not groups:
         return
     values = [
-        {"agent_id": agent, "environment": env, "region": region, "bucket": bucket, **totals.as_columns()}
+        {"agent_id": agent, "environment": env, "region": region, "bucket": bucket, **totals_of(members).as_columns()}
         # In key order: concurrent batches touching the same hours lock them in one order, never deadlock.
-        for (agent, env, region, bucket), totals in sorted(groups.items())
+        for (agent, env, region, bucket), members in sorted(groups.items())
     ]
     session.execute(_upsert(session.get_bind().dialect.name), values)
+
+
+def totals_of(rows: Sequence[Evaluation]) -> Totals:
+    """The totals of many evaluations at once: whole-list builtins, as ingest runs this per batch."""
+    rewards = [row.reward for row in rows if row.status != "failed"]
+    durations = [row.duration_ms for row in rows if row.duration_ms is not None]
+    histogram = [0] * BUCKETS
+    for duration in durations:
+        histogram[bucket_of(duration)] += 1
+    return Totals(
+        count=len(rows),
+        failed=len(rows) - len(rewards),
+        reward_count=len(rewards),
+        reward_sum=sum(rewards),
+        reward_square_sum=sum(reward * reward for reward in rewards),
+        reward_min=min(rewards, default=None),
+        reward_max=max(rewards, default=None),
+        duration_count=len(durations),
+        duration_sum=sum(durations),
+        durations=histogram,
+    )
 
 
 @functools.cache

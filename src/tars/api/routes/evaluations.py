@@ -32,12 +32,12 @@ from tars.runtime import Runtime
 from tars.services import summaries
 from tars.services.evaluations import (
     Answer,
-    EvaluationSubmission,
     IdempotencyKey,
     delete_evaluation,
     submit_evaluations,
 )
 from tars.storage import evaluations
+from tars.storage.evaluations import NewEvaluation
 from tars.storage.rollups import Scope
 from tars.storage.types import utcnow
 
@@ -94,8 +94,8 @@ def create_evaluations(
     return _answered(answer)
 
 
-def _submission(body: EvaluationIn, default_region: str) -> EvaluationSubmission:
-    return EvaluationSubmission(
+def _submission(body: EvaluationIn, default_region: str) -> NewEvaluation:
+    return NewEvaluation(
         agent_id=body.agent_id,
         environment=body.environment,
         reward=body.reward,
