@@ -68,6 +68,31 @@ def test_one_bad_item_refuses_the_batch_and_every_bad_item_is_named(
     assert stored(runtime) == 0
 
 
+def test_a_batch_body_that_is_not_json_items_is_refused_saying_why(
+    dashboard: TestClient, runtime: Runtime, auth: dict[str, dict[str, str]]
+) -> None:
+    """The batch body is parsed from its bytes in one pass (not by FastAPI): its errors read the same."""
+    url, json_type = "/api/v1/evaluations/batch", {**auth["operator"], "Content-Type": "application/json"}
+    truncated = dashboard.post(url, content=b'{"items": [{"agent_id": "ppo"', headers=json_type)
+    assert truncated.status_code == 422
+    assert truncated.json()["detail"][0]["type"] == "json_invalid" and truncated.json()["detail"][0]["loc"][0] == "body"
+    empty = dashboard.post(url, content=b"", headers=json_type)
+    assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body"]
+    as_text = dashboard.post(url, content=b'{"items": []}', headers={**auth["operator"], "Content-Type": "text/plain"})
+    assert as_text.status_code == 422 and as_text.json()["detail"][0]["loc"] == ["header", "content-type"]
+    not_utf8 = dashboard.post(url, content=b'{"items": [{"agent_id": "\xff"}]}', headers=json_type)
+    assert not_utf8.status_code == 422 and not_utf8.json()["detail"][0]["type"] == "json_invalid"
+    # Who may submit is settled before what was submitted.
+    assert dashboard.post(url, content=b"{", headers={"Content-Type": "application/json"}).status_code == 401
+    assert (
+        dashboard.post(url, content=b"{", headers={**auth["viewer"], "Content-Type": "text/plain"}).status_code == 403
+    )
+    # A vendor JSON type is JSON too.
+    vendor = {**auth["operator"], "Content-Type": "application/vnd.tars+json; charset=utf-8"}
+    assert dashboard.post(url, json={"items": [item(1.0)]}, headers=vendor).status_code == 201
+    assert stored(runtime) == 1
+
+
 @pytest.mark.parametrize("path", ["/api/v1/evaluations", "/api/v1/evaluations/batch"])
 def test_a_retry_with_the_same_key_stores_nothing_twice(
     dashboard: TestClient, runtime: Runtime, auth: dict[str, dict[str, str]], path: str

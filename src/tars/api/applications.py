@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from tars.api.bodies import document_json_bodies
 from tars.api.errors import install_error_handlers
 from tars.api.fastpath import EvaluationListFastPath
 from tars.api.observability import RequestMetricsMiddleware, SecurityHeadersMiddleware
@@ -70,6 +71,7 @@ def _base_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     install_error_handlers(app)
+    document_json_bodies(app)
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(auth.router)

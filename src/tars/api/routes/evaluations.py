@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tars.api.bodies import JsonBody
 from tars.api.deps import AdminPrincipal, OperatorPrincipal, RuntimeDep, SessionDep, ViewerPrincipal
 from tars.api.errors import UNREADABLE_BODY
 from tars.api.schemas import (
@@ -75,11 +76,22 @@ def create_evaluation(
     return _answered(answer)
 
 
-@router.post("/batch", response_model=EvaluationBatchOut, status_code=status.HTTP_201_CREATED, responses=IDEMPOTENT)
+# Up to 1,000 items: parsed and validated from the bytes in one pass.
+BatchBody = JsonBody(EvaluationBatchIn)
+
+
+@router.post(
+    "/batch",
+    response_model=EvaluationBatchOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=IDEMPOTENT,
+    openapi_extra=BatchBody.openapi,
+)
 def create_evaluations(
-    body: EvaluationBatchIn,
     runtime: RuntimeDep,
+    # Before the body: a caller who may not submit hears 401/403, not what is wrong with the body.
     principal: OperatorPrincipal,
+    body: Annotated[EvaluationBatchIn, Depends(BatchBody)],
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> JSONResponse:
     """Up to 1,000 evaluations, stored all together or not at all; every invalid item is named."""
