@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import random
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from tars.metrics import REWARD_BUCKETS, count_evaluations
+from tars.metrics.catalogue import REWARD_BUCKETS
+from tars.metrics.counting import count_evaluations
 from tars.version import VERSION
+
+
+class Counted(NamedTuple):
+    agent_id: str
+    environment: str
+    region: str
+    status: str
+    reward: float
+    duration_ms: float | None
 
 
 def _samples(text: str, name: str) -> dict[str, float]:
@@ -24,8 +35,8 @@ def test_rewards_observed_a_batch_at_a_time_read_as_a_prometheus_histogram() -> 
     # Integers and halves sum exactly in any order; bounds themselves are included ("le").
     rewards = [rng.choice([-2000, -1000, -500, -0.5, 0, 10, 10.5, 499, 500, 501]) for _ in range(700)]
     agent = "metrics-test-agent"  # labels no other test uses: the registry is the process's
-    count_evaluations((agent, "CartPole-v1", "eu-west-1", "completed", reward) for reward in rewards[:300])
-    count_evaluations((agent, "CartPole-v1", "us-east-1", "failed", reward) for reward in rewards[300:])
+    count_evaluations(Counted(agent, "CartPole-v1", "eu-west-1", "completed", reward, None) for reward in rewards[:300])
+    count_evaluations(Counted(agent, "CartPole-v1", "us-east-1", "failed", reward, 5.0) for reward in rewards[300:])
 
     reference = CollectorRegistry()
     histogram = Histogram(

@@ -11,6 +11,7 @@ import redis
 from tars.bus.base import JobQueue
 from tars.bus.memory import InProcessJobQueue
 from tars.bus.redis_streams import RedisJobQueue
+from tars.domain.agents import ALGORITHMS
 from tars.domain.runs import TrainingJob
 
 
@@ -46,6 +47,32 @@ def test_a_released_job_goes_to_the_next_worker(queue: JobQueue) -> None:
     again = queue.receive("w2", timeout=1)
     assert again is not None and again.job == job("a")
     queue.ack(again)
+
+
+def test_stats_count_what_waits_what_is_being_worked_on_and_how_long_the_oldest_waited(queue: JobQueue) -> None:
+    def dqn() -> tuple[int, int, float]:
+        row = next(row for row in queue.stats() if row.algorithm == "dqn")
+        return row.waiting, row.pending, row.oldest_waiting_seconds
+
+    assert dqn() == (0, 0, 0.0)
+    queue.enqueue(job("a"))
+    queue.enqueue(job("b"))
+    time.sleep(0.05)
+    waiting, pending, oldest = dqn()
+    assert (waiting, pending) == (2, 0) and 0.04 <= oldest < 5
+    taken = queue.receive("w1", timeout=1)
+    assert taken is not None and dqn()[:2] == (1, 1)
+    queue.ack(taken)
+    assert dqn()[:2] == (1, 0)
+    last = queue.receive("w1", timeout=1)
+    assert last is not None
+    queue.release(last)  # handed back: waiting again
+    assert dqn()[:2] == (1, 0)
+    again = queue.receive("w2", timeout=1)
+    assert again is not None
+    queue.ack(again)
+    assert dqn() == (0, 0, 0.0)
+    assert [row.algorithm for row in queue.stats()] == list(ALGORITHMS)
 
 
 def test_redis_job_of_a_silent_worker_is_claimed_by_another(redis_url: str) -> None:

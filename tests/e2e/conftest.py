@@ -36,6 +36,8 @@ class Stack:
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # The SQLAlchemy URL of its PostgreSQL database (distributed mode only).
     database_url: str | None = None
+    # Where each separate worker serves /metrics, by name (distributed mode only).
+    worker_metrics_urls: dict[str, str] = field(default_factory=dict)
 
     def tars(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -195,8 +197,10 @@ def distributed_stack(
         names = [f"worker-{n}" for n in range(workers)]
         for name in names:
             # Each its own /metrics port, as on any host that runs more than one worker.
-            worker_env = {**stack.env, "TARS_WORKER_NAME": name, "TARS_WORKER_METRICS_PORT": str(free_port())}
+            metrics_port = free_port()
+            worker_env = {**stack.env, "TARS_WORKER_NAME": name, "TARS_WORKER_METRICS_PORT": str(metrics_port)}
             del worker_env["TARS_DATABASE_URL"]
+            stack.worker_metrics_urls[name] = f"http://127.0.0.1:{metrics_port}/metrics"
             stack.services[name] = processes.start(name, ["worker"], worker_env)
         wait_healthy(stack.dashboard_url, stack.services["dashboard-api"])
         wait_healthy(stack.orchestration_url, stack.services["orchestration"])

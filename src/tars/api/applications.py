@@ -31,6 +31,7 @@ from tars.api.routes import (
     users,
     ws,
 )
+from tars.metrics.collectors import watch_database, watch_queue
 from tars.runtime import Runtime
 from tars.storage.database import make_async_engine, make_read_pool
 from tars.version import __version__
@@ -53,6 +54,7 @@ def _base_app(
     )
     app.state.runtime = runtime
     app.state.service_name = service
+    watch_database(runtime.engine)
     app.state.reports_workers = service == ORCHESTRATION
     if service == DASHBOARD_API:  # innermost: inside the metrics, headers and rate limiting below
         app.add_middleware(EvaluationListFastPath, authenticator=security.authenticator)
@@ -128,6 +130,7 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
 
 def create_orchestration_app(runtime: Runtime, *, rate_limits: RateLimits | None = None) -> FastAPI:
     app = _base_app(runtime, ORCHESTRATION, "Starts training jobs and reports on runs.", rate_limits)
+    watch_queue(runtime.queue)  # the queue's gauges come from the service that fills it
     for router in (train.router, runs.router, agents.router, environments.router, attempts.router):
         app.include_router(router)
     return app

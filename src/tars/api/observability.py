@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tars.api.deps import Public
-from tars.metrics import HTTP_DURATION, HTTP_REQUESTS
+from tars.metrics.catalogue import HTTP_DURATION, HTTP_REQUESTS
 from tars.version import VERSION
 
 UNMATCHED_ROUTE = "<unmatched>"

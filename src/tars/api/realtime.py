@@ -19,7 +19,14 @@ import orjson
 
 from tars.bus.base import EventBus
 from tars.domain.events import Event
-from tars.metrics import WS_CONNECTIONS, WS_EVENTS_REPLAYED, WS_EVENTS_SENT, WS_RESETS, WS_RESUMED
+from tars.metrics.catalogue import (
+    WS_CONNECTIONS,
+    WS_EVENTS_REPLAYED,
+    WS_EVENTS_SENT,
+    WS_OPENED,
+    WS_RESETS,
+    WS_RESUMED,
+)
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +200,7 @@ class Hub:
         connection = Connection(self._bus)
         self._connections.add(connection)
         WS_CONNECTIONS.inc()
+        WS_OPENED.inc()
         return connection
 
     def disconnect(self, connection: Connection) -> None:

@@ -53,6 +53,17 @@ class WorkerRegistry(Protocol):
     def remove(self, name: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """One family's jobs: waiting for a worker, delivered and not yet acknowledged, and how long the
+    oldest waiting one has waited (the queue's lag; 0 when none waits)."""
+
+    algorithm: str
+    waiting: int
+    pending: int
+    oldest_waiting_seconds: float
+
+
 class JobQueue(Protocol):
     def enqueue(self, job: TrainingJob) -> None: ...
 
@@ -68,6 +79,10 @@ class JobQueue(Protocol):
 
     def release(self, delivery: Delivery) -> None:
         """Hand an unfinished job back for another worker."""
+        ...
+
+    def stats(self) -> list[QueueStats]:
+        """Per family this queue serves, read now (for metrics)."""
         ...
 
     def close(self) -> None: ...

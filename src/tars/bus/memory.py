@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tars.bus.base import Delivery, History, InvalidationHandler, WorkerStatus
+from tars.bus.base import Delivery, History, InvalidationHandler, QueueStats, WorkerStatus
+from tars.domain.agents import ALGORITHMS
 from tars.domain.events import Event
 from tars.domain.runs import TrainingJob
 
@@ -27,24 +28,57 @@ class InProcessJobQueue:
     def __init__(self) -> None:
         self._jobs: queue.Queue[Delivery] = queue.Queue()
         self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        # For stats: when each waiting job was put in, and the jobs handed out and not yet done.
+        self._waiting: dict[str, tuple[str, float]] = {}
+        self._pending: dict[str, str] = {}
 
     def enqueue(self, job: TrainingJob) -> None:
-        self._jobs.put(Delivery(job=job, message_id=str(next(self._ids))))
+        self._put(Delivery(job=job, message_id=str(next(self._ids))))
+
+    def _put(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._waiting[delivery.message_id] = (delivery.job.algorithm, time.monotonic())
+        self._jobs.put(delivery)
 
     def receive(self, consumer: str, timeout: float) -> Delivery | None:
         try:
-            return self._jobs.get(timeout=timeout)
+            delivery = self._jobs.get(timeout=timeout)
         except queue.Empty:
             return None
+        with self._lock:
+            self._waiting.pop(delivery.message_id, None)
+            self._pending[delivery.message_id] = delivery.job.algorithm
+        return delivery
 
     def ack(self, delivery: Delivery) -> None:
-        return None
+        with self._lock:
+            self._pending.pop(delivery.message_id, None)
 
     def keep_alive(self, delivery: Delivery, consumer: str) -> None:
         return None
 
     def release(self, delivery: Delivery) -> None:
-        self._jobs.put(Delivery(job=delivery.job, message_id=delivery.message_id, redelivered=True))
+        with self._lock:
+            self._pending.pop(delivery.message_id, None)
+        self._put(Delivery(job=delivery.job, message_id=delivery.message_id, redelivered=True))
+
+    def stats(self) -> list[QueueStats]:
+        now = time.monotonic()
+        with self._lock:
+            waiting = list(self._waiting.values())
+            pending = list(self._pending.values())
+        return [
+            QueueStats(
+                algorithm,
+                waiting=sum(1 for family, _ in waiting if family == algorithm),
+                pending=pending.count(algorithm),
+                oldest_waiting_seconds=max(
+                    (now - since for family, since in waiting if family == algorithm), default=0.0
+                ),
+            )
+            for algorithm in ALGORITHMS
+        ]
 
     def close(self) -> None:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from tars.bus import keys
-from tars.bus.base import Delivery, History, WorkerStatus
+from tars.bus.base import Delivery, History, QueueStats, WorkerStatus
 from tars.domain.agents import ALGORITHMS
 from tars.domain.events import PLAIN_CHANNELS, Event
 from tars.domain.runs import TrainingJob
@@ -140,6 +141,29 @@ class RedisJobQueue:
             info: Any = self._redis.xpending(stream, keys.WORKER_GROUP)
             total += int(info["pending"])
         return total
+
+    def stats(self) -> list[QueueStats]:
+        self._ensure_groups()
+        pipe = self._redis.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xlen(stream)
+            pipe.xinfo_groups(stream)
+        answers: Any = pipe.execute()
+        now_ms = time.time() * 1000
+        stats = []
+        for index, (algorithm, stream) in enumerate(zip(self._algorithms, self._streams, strict=True)):
+            length, groups = int(answers[2 * index]), answers[2 * index + 1]
+            group = next((g for g in groups if g["name"] == keys.WORKER_GROUP), None)
+            pending = int(group["pending"]) if group else 0
+            # Acknowledged jobs are deleted, so what is on the stream is either pending or waiting.
+            waiting = max(length - pending, 0)
+            oldest = 0.0
+            if waiting and group:
+                first: Any = self._redis.xrange(stream, min=f"({group['last-delivered-id']}", count=1)
+                if first:
+                    oldest = max(now_ms - int(first[0][0].split("-")[0]), 0) / 1000
+            stats.append(QueueStats(algorithm, waiting=waiting, pending=pending, oldest_waiting_seconds=oldest))
+        return stats
 
     def close(self) -> None:
         self._redis.close()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from tars.bus.base import JobQueue, WorkerRegistry, WorkerStatus
 from tars.bus.redis_streams import RedisJobQueue, RedisWorkerRegistry
-from tars.metrics import WORKER_BUSY, WORKER_HEARTBEAT, WORKER_JOBS, WORKER_RSS
+from tars.metrics.catalogue import WORKER_BUSY, WORKER_HEARTBEAT, WORKER_JOBS, WORKER_RSS
 from tars.settings import Settings
 from tars.worker.executor import start_in_subprocess, start_in_thread
 from tars.worker.loop import Recorder, Worker
@@ -85,7 +85,9 @@ def _worker(
 
 
 def export_worker_metrics(status: WorkerStatus) -> None:
-    WORKER_RSS.labels(status.name).set(status.rss_bytes)
-    WORKER_HEARTBEAT.labels(status.name).set(status.last_seen)
-    WORKER_BUSY.labels(status.name).set(status.busy)
-    WORKER_JOBS.labels(status.name).set(status.jobs_done)
+    # Which families it trains: the memory alert picks out the workers that train PPO.
+    labels = (status.name, ",".join(sorted(status.algorithms)))
+    WORKER_RSS.labels(*labels).set(status.rss_bytes)
+    WORKER_HEARTBEAT.labels(*labels).set(status.last_seen)
+    WORKER_BUSY.labels(*labels).set(status.busy)
+    WORKER_JOBS.labels(*labels).set(status.jobs_done)

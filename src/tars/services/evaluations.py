@@ -16,7 +16,7 @@ from tars.domain.audit import AuditAction
 from tars.domain.errors import IdempotencyKeyReused, InvalidField, InvalidFields
 from tars.domain.events import Event, EventType
 from tars.domain.users import Principal
-from tars.metrics import count_evaluations
+from tars.metrics.counting import count_evaluations
 from tars.services import audit
 from tars.storage import agents, evaluations
 from tars.storage import idempotency as idempotency_keys
@@ -117,7 +117,7 @@ def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -
 
 
 def _announce(bus: EventBus, rows: list[StoredEvaluation], *, batch: bool = False) -> None:
-    count_evaluations((row.agent_id, row.environment, row.region, row.status, row.reward) for row in rows)
+    count_evaluations(rows)
     data = evaluations_event_data(rows)
     if not batch:
         bus.publish_many([Event(EventType.EVALUATION_CREATED, item) for item in data])

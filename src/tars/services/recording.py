@@ -12,7 +12,8 @@ import hashlib
 from tars.bus.base import EventBus
 from tars.domain.events import Event, EventType
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
-from tars.metrics import TRAINING_EPISODES, TRAINING_RUNS, count_evaluations
+from tars.metrics.catalogue import TRAINING_RUNS
+from tars.metrics.counting import count_evaluations, count_training
 from tars.services.evaluations import evaluations_event_data
 from tars.services.training import run_event_data
 from tars.storage import evaluations, runs
@@ -93,9 +94,13 @@ class RunRecorder:
             if report.model is not None:
                 runs.fence(session, job.run_id, attempt.number, model_path=report.model.path)
             evaluation_data = evaluations_event_data(stored)
-        if report.episodes:
-            TRAINING_EPISODES.labels(job.agent_id, VERSION).inc(len(report.episodes))
-        count_evaluations((job.agent_id, job.environment, self._region, row.status, row.reward) for row in stored)
+        count_training(
+            job.agent_id,
+            [episode.reward for episode in report.episodes],
+            sum(episode.length for episode in report.episodes),
+            report.episodes[-1].metrics if report.episodes else None,
+        )
+        count_evaluations(stored)
         events = [Event(EventType.RUN_PROGRESS, _progress_data(job, episode)) for episode in report.episodes]
         events += [Event(EventType.EVALUATION_CREATED, data) for data in evaluation_data]
         if events:

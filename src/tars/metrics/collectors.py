@@ -1,0 +1,101 @@
+"""Gauges read when Prometheus scrapes: the job queue and the database pool, asked then, not kept.
+
+A process registers what it owns (``watch_queue``, ``watch_database``); the collectors are
+registered once, so a process that builds several runtimes (tests) reports its latest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, event
+from sqlalchemy.pool import QueuePool
+
+from tars.bus.base import JobQueue
+from tars.metrics.catalogue import DB_QUERY_DURATION
+
+log = logging.getLogger(__name__)
+
+
+class _QueueCollector(Collector):
+    def __init__(self) -> None:
+        self.queue: JobQueue | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.queue is None:
+            return
+        try:
+            stats = self.queue.stats()
+        except Exception:  # Redis down: the scrape still answers, without these
+            log.warning("queue statistics unavailable", exc_info=True)
+            return
+        waiting = GaugeMetricFamily("tars_queue_depth", "Jobs waiting, not yet delivered", labels=["algorithm"])
+        pending = GaugeMetricFamily(
+            "tars_queue_pending", "Jobs delivered and not yet acknowledged", labels=["algorithm"]
+        )
+        age = GaugeMetricFamily(
+            "tars_queue_oldest_age_seconds", "Age of the oldest job waiting (0: none waits)", labels=["algorithm"]
+        )
+        for row in stats:
+            waiting.add_metric([row.algorithm], row.waiting)
+            pending.add_metric([row.algorithm], row.pending)
+            age.add_metric([row.algorithm], row.oldest_waiting_seconds)
+        yield from (waiting, pending, age)
+
+
+class _PoolCollector(Collector):
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self.engine.pool if self.engine is not None else None
+        if not isinstance(pool, QueuePool):  # SQLite's pool has no size to report
+            return
+        connections = GaugeMetricFamily("tars_db_pool_connections", "Pool connections by state", labels=["state"])
+        connections.add_metric(["checked_out"], pool.checkedout())
+        connections.add_metric(["idle"], pool.checkedin())
+        capacity = GaugeMetricFamily("tars_db_pool_capacity", "Connections the pool may hold")
+        capacity.add_metric([], pool.size() + max(pool._max_overflow, 0))
+        yield from (connections, capacity)
+
+
+_QUEUE = _QueueCollector()
+_POOL = _PoolCollector()
+REGISTRY.register(_QUEUE)
+REGISTRY.register(_POOL)
+
+
+def watch_queue(queue: JobQueue) -> None:
+    _QUEUE.queue = queue
+
+
+_OPERATIONS = {"select": "select", "insert": "insert", "update": "update", "delete": "delete", "copy": "copy"}
+_STARTED = "tars_query_started"
+
+
+def watch_database(engine: Engine) -> None:
+    """Time every statement on ``engine`` by kind, and report its pool."""
+    _POOL.engine = engine
+    if event.contains(engine, "before_cursor_execute", _started):
+        return
+    event.listen(engine, "before_cursor_execute", _started)
+    event.listen(engine, "after_cursor_execute", _finished)
+
+
+def _started(_conn: Any, _cursor: Any, _statement: str, _parameters: Any, context: Any, _many: bool) -> None:
+    if context is not None:
+        context.__dict__[_STARTED] = time.perf_counter()
+
+
+def _finished(_conn: Any, _cursor: Any, statement: str, _parameters: Any, context: Any, _many: bool) -> None:
+    started = context.__dict__.get(_STARTED) if context is not None else None
+    if started is None:
+        return
+    verb = statement.lstrip().split(None, 1)[0].lower() if statement.strip() else ""
+    DB_QUERY_DURATION.labels(_OPERATIONS.get(verb, "other")).observe(time.perf_counter() - started)
