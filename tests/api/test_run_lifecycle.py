@@ -112,7 +112,9 @@ def test_orchestration_health_lists_live_workers(
     assert listed["name"] == worker.name and listed["state"] == "running" and listed["rss_bytes"] > 0
     assert "workers" not in dashboard.get("/health").json()
     text = orchestration.get("/metrics").text
-    assert f'tars_worker_rss_bytes{{worker="{worker.name}"}}' in text
+    # Labelled with the families it trains, which the PPO memory alert selects on.
+    families = ",".join(sorted(listed["algorithms"]))
+    assert f'tars_worker_rss_bytes{{algorithms="{families}",worker="{worker.name}"}}' in text
 
 
 @pytest.mark.parametrize("agent_id", ["dqn", "a2c", "ppo", "ddpg"])
