@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -123,18 +124,25 @@ def test_page_reconnects_by_itself_after_dashboard_api_restarts_mid_run_and_ends
         expect(agent_page.locator("#training-chart")).to_have_attribute("data-run-id", run_id)
         expect(agent_page.locator("#training-chart")).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
 
-        # dashboard-api dies mid-run; both tabs notice and start reconnecting by themselves.
-        dashboard = stack.services["dashboard-api"]
-        dashboard.kill()
-        dashboard.wait(10)
-        for page in (overview, agent_page):
-            expect(page.locator("#connection")).to_have_text(re.compile(r"^reconnecting \(attempt \d+\)$"))
-        restarted = processes.start("dashboard-api-restarted", ["serve", "dashboard-api"], stack.env)
-        stack.services["dashboard-api"] = restarted
-        wait_healthy(stack.dashboard_url, restarted)
-        headers = stack.token("olivia")
-        run = httpx.get(f"{stack.dashboard_url}/api/v1/runs/{run_id}", headers=headers, timeout=10).json()
-        assert run["status"] == "running" and run["episodes_done"] < EPISODES, "the run ended before the restart"
+        # dashboard-api dies mid-run; both tabs notice and start reconnecting by themselves. The worker
+        # is held (SIGSTOP) meanwhile, so the run is still going when dashboard-api is back however
+        # fast this machine trains: what the tabs missed, and what follows, arrives live.
+        worker = stack.services["worker-0"]
+        worker.send_signal(signal.SIGSTOP)
+        try:
+            dashboard = stack.services["dashboard-api"]
+            dashboard.kill()
+            dashboard.wait(10)
+            for page in (overview, agent_page):
+                expect(page.locator("#connection")).to_have_text(re.compile(r"^reconnecting \(attempt \d+\)$"))
+            restarted = processes.start("dashboard-api-restarted", ["serve", "dashboard-api"], stack.env)
+            stack.services["dashboard-api"] = restarted
+            wait_healthy(stack.dashboard_url, restarted)
+            headers = stack.token("olivia")
+            run = httpx.get(f"{stack.dashboard_url}/api/v1/runs/{run_id}", headers=headers, timeout=10).json()
+            assert run["status"] == "running" and run["episodes_done"] < EPISODES, run
+        finally:
+            worker.send_signal(signal.SIGCONT)
         for page in (overview, agent_page):
             expect(page.locator("#connection")).to_have_text("connected", timeout=RECONNECT_TIMEOUT_MS)
             expect(page.locator("#retry")).to_be_hidden()
