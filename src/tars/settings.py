@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     ws_pong_timeout_seconds: float = Field(default=10.0, gt=0)
 
     log_level: str = "INFO"
+    # "json": one object a line with the current trace and span ids, for a log pipeline.
+    log_format: Literal["text", "json"] = "text"
+    # Where spans go (OTLP over HTTP, e.g. Jaeger's http://jaeger:4318); none: traces still join up
+    # across services and messages, but nothing is exported.
+    otlp_endpoint: str | None = None
+    # Share of new traces recorded; a consumer records exactly when its producer did.
+    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("region")
     @classmethod

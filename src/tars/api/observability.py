@@ -1,4 +1,5 @@
-"""Request metrics by route template (never the raw path) and the /metrics endpoint."""
+"""Request metrics by route template (never the raw path) and the /metrics endpoint. (Each request's
+SERVER span, continuing the caller's traceparent, is FastAPI's own, made once a tracer provider is set.)"""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status_code = 500
+        method = str(scope["method"])
 
         async def send_and_record(message: Message) -> None:
             nonlocal status_code
@@ -38,7 +40,6 @@ class RequestMetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", UNMATCHED_ROUTE)
-            method = str(scope["method"])
             HTTP_REQUESTS.labels(self.service, method, template, str(status_code), VERSION).inc()
             HTTP_DURATION.labels(self.service, method, template, VERSION).observe(time.perf_counter() - started)
 

@@ -27,6 +27,7 @@ from tars.metrics.catalogue import (
     WS_RESETS,
     WS_RESUMED,
 )
+from tars.tracing.propagation import consuming
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,9 @@ class Hub:
         async with self._bus.subscribe() as events:
             ready.set()
             async for event in events:
-                self.deliver(event)
+                # The WebSocket frames an event causes belong to the trace that published it.
+                with consuming("event.relay", event.trace, transport="bus", attributes={"tars.event": event.type}):
+                    self.deliver(event)
 
     def deliver(self, event: Event) -> None:
         for connection in list(self._connections):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 from tars.domain.events import Event
@@ -18,6 +18,8 @@ class Delivery:
     job: TrainingJob
     message_id: str
     redelivered: bool = False
+    # The W3C trace context the job was sent with (tars.tracing): its worker continues that trace.
+    trace: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,12 @@ class QueueStats:
 
 
 class JobQueue(Protocol):
-    def enqueue(self, job: TrainingJob) -> None: ...
+    # How jobs travel ("redis_stream", "in_process"): the label trace continuity is counted by.
+    transport: str
+
+    def enqueue(self, job: TrainingJob, trace: dict[str, str] | None = None) -> None:
+        """Queue ``job``; ``trace`` is the context its worker continues."""
+        ...
 
     def receive(self, consumer: str, timeout: float) -> Delivery | None:
         """The next job for ``consumer``, or None after ``timeout`` seconds."""

@@ -11,12 +11,14 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from tars.bus.base import Delivery, History, InvalidationHandler, QueueStats, WorkerStatus
 from tars.domain.agents import ALGORITHMS
 from tars.domain.events import Event
 from tars.domain.runs import TrainingJob
+from tars.tracing.propagation import message_carrier
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,8 @@ SUBSCRIBER_BACKLOG = 10_000
 
 
 class InProcessJobQueue:
+    transport = "in_process"
+
     def __init__(self) -> None:
         self._jobs: queue.Queue[Delivery] = queue.Queue()
         self._ids = itertools.count(1)
@@ -33,8 +37,8 @@ class InProcessJobQueue:
         self._waiting: dict[str, tuple[str, float]] = {}
         self._pending: dict[str, str] = {}
 
-    def enqueue(self, job: TrainingJob) -> None:
-        self._put(Delivery(job=job, message_id=str(next(self._ids))))
+    def enqueue(self, job: TrainingJob, trace: dict[str, str] | None = None) -> None:
+        self._put(Delivery(job=job, message_id=str(next(self._ids)), trace=dict(trace or {})))
 
     def _put(self, delivery: Delivery) -> None:
         with self._lock:
@@ -61,7 +65,7 @@ class InProcessJobQueue:
     def release(self, delivery: Delivery) -> None:
         with self._lock:
             self._pending.pop(delivery.message_id, None)
-        self._put(Delivery(job=delivery.job, message_id=delivery.message_id, redelivered=True))
+        self._put(replace(delivery, redelivered=True))
 
     def stats(self) -> list[QueueStats]:
         now = time.monotonic()
@@ -126,6 +130,7 @@ class InProcessEventBus:
         self._logs: dict[str, _ChannelLog] = {}
 
     def publish(self, event: Event) -> Event:
+        event = event.traced(message_carrier("event.publish"))
         with self._lock:
             ids = {}
             logs = []

@@ -20,6 +20,7 @@ from tars.bus.base import Delivery, History, QueueStats, WorkerStatus
 from tars.domain.agents import ALGORITHMS
 from tars.domain.events import PLAIN_CHANNELS, Event
 from tars.domain.runs import TrainingJob
+from tars.tracing.propagation import message_carrier
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,13 @@ MAX_RECEIVE_SECONDS = 30.0
 
 
 class RedisJobQueue:
-    """Jobs on one Redis Stream per agent family, read through a consumer group.
+    """Jobs on one Redis Stream per agent family, read through a consumer group. Each entry holds
+    the job (``job``) and the trace context it was sent with (``trace``), as fields of their own.
 
     A worker reads the streams of the families it serves (``algorithms``; all by default).
     """
+
+    transport = "redis_stream"
 
     def __init__(self, url: str, *, claim_idle_seconds: float, algorithms: Iterable[str] = ALGORITHMS) -> None:
         # Reads block for up to a receive's timeout; the socket must wait longer than that (redis-py
@@ -68,8 +72,8 @@ class RedisJobQueue:
         entries: Any = self._redis.xrange(keys.jobs_stream(algorithm))
         return {json.loads(fields["job"])["run_id"] for _id, fields in entries if "job" in fields}
 
-    def enqueue(self, job: TrainingJob) -> None:
-        self._redis.xadd(keys.jobs_stream(job.algorithm), {"job": json.dumps(job.to_dict())})
+    def enqueue(self, job: TrainingJob, trace: dict[str, str] | None = None) -> None:
+        self._redis.xadd(keys.jobs_stream(job.algorithm), _entry(job, trace))
 
     def receive(self, consumer: str, timeout: float) -> Delivery | None:
         timeout = min(timeout, MAX_RECEIVE_SECONDS)
@@ -128,7 +132,7 @@ class RedisJobQueue:
     def release(self, delivery: Delivery) -> None:
         stream = keys.jobs_stream(delivery.job.algorithm)
         pipe = self._redis.pipeline()
-        pipe.xadd(stream, {"job": json.dumps(delivery.job.to_dict())})
+        pipe.xadd(stream, _entry(delivery.job, delivery.trace))
         pipe.xack(stream, keys.WORKER_GROUP, delivery.message_id)
         pipe.xdel(stream, delivery.message_id)
         pipe.execute()
@@ -169,9 +173,19 @@ class RedisJobQueue:
         self._redis.close()
 
 
+def _entry(job: TrainingJob, trace: dict[str, str] | None) -> dict[Any, Any]:
+    entry: dict[Any, Any] = {"job": json.dumps(job.to_dict())}
+    if trace:
+        entry["trace"] = json.dumps(trace)
+    return entry
+
+
 def _delivery(message_id: str, fields: dict[str, str], *, redelivered: bool) -> Delivery:
     return Delivery(
-        job=TrainingJob.from_dict(json.loads(fields["job"])), message_id=message_id, redelivered=redelivered
+        job=TrainingJob.from_dict(json.loads(fields["job"])),
+        message_id=message_id,
+        redelivered=redelivered,
+        trace=json.loads(fields["trace"]) if "trace" in fields else {},
     )
 
 
@@ -252,6 +266,8 @@ class RedisEventBus:
 
     def publish_many(self, events: list[Event]) -> list[Event]:
         # One script call per chunk: each event still numbered, kept and announced atomically.
+        carrier = message_carrier("event.publish")
+        events = [event.traced(carrier) for event in events]
         published: list[Event] = []
         for start in range(0, len(events), _PUBLISH_CHUNK):
             published += self._publish_many(events[start : start + _PUBLISH_CHUNK])
@@ -272,7 +288,7 @@ class RedisEventBus:
                     channels.append((channel, 0 if channel in PLAIN_CHANNELS else _SCOPED_CHANNEL_TTL_SECONDS))
             entries.append(
                 (
-                    orjson.dumps({"type": event.type, "data": event.data}, default=str).decode(),
+                    orjson.dumps({"type": event.type, "data": event.data, "trace": event.trace}, default=str).decode(),
                     [positions[channel] for channel in route],
                 )
             )

@@ -8,6 +8,7 @@ import logging
 import signal
 from typing import TYPE_CHECKING
 
+from tars.tracing.setup import shutdown_tracing
 from tars.worker.loop import Worker
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ async def _run(servers: list[uvicorn.Server], worker: Worker | None) -> None:
         request_stop()
         if worker is not None:
             await asyncio.to_thread(worker.join)
+        await asyncio.to_thread(shutdown_tracing)  # the last spans, exported before the process goes
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

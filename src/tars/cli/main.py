@@ -14,6 +14,7 @@ from tars.cli.apikeys import apikeys
 from tars.cli.dev import dev
 from tars.domain.users import Role
 from tars.settings import Settings
+from tars.tracing.logs import configure_logging
 from tars.version import VERSION
 
 
@@ -31,9 +32,17 @@ def cli(ctx: click.Context) -> None:
         settings = Settings()
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings:\n{exc}") from exc
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
     ctx.obj = settings
+
+
+def _trace(settings: Settings, service: str) -> None:
+    from tars.tracing.setup import configure_tracing
+
+    configure_tracing(
+        service, settings.region, otlp_endpoint=settings.otlp_endpoint, sample_ratio=settings.trace_sample_ratio
+    )
 
 
 def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
@@ -64,6 +73,7 @@ def up(ctx: click.Context) -> None:
         make_server(orchestration, settings.host, settings.orchestration_port, settings.log_level),
     ]
     mode = "embedded (SQLite, in-process bus)" if settings.embedded else "distributed (Redis)"
+    _trace(settings, "up")
     click.echo(f"T.A.R.S. {VERSION} — {mode}; data in {settings.data_dir}")
     click.echo(f"  dashboard      {settings.dashboard_url}/")
     click.echo(f"  dashboard-api  {settings.dashboard_url}/docs")
@@ -86,6 +96,7 @@ def serve(ctx: click.Context, service: str, port: int | None) -> None:
     from tars.cli.servers import make_server
 
     settings = _settings(ctx)
+    _trace(settings, service)
     runtime = _runtime(settings, migrate_schema=False)
     if service == "dashboard-api":
         app, default_port = create_dashboard_app(runtime), settings.dashboard_port
@@ -113,6 +124,7 @@ def worker(ctx: click.Context) -> None:
             "a separate worker records its runs through the orchestration service: set TARS_WORKER_API_KEY to an "
             "operator's API key (`tars apikeys create --user U --role operator`), and TARS_ORCHESTRATION_URL"
         )
+    _trace(settings, "worker")
     separate = make_separate_worker(settings)
     try:
         separate.recorder.check_access()

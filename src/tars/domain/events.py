@@ -38,6 +38,8 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
     # The event's id on each channel it was published on; given by the bus when it publishes.
     ids: dict[str, int] = field(default_factory=dict)
+    # The W3C trace context it was published under (given by the bus): what relays it continues.
+    trace: dict[str, str] = field(default_factory=dict)
 
     @property
     def channels(self) -> list[str]:
@@ -52,11 +54,16 @@ class Event:
     def numbered(self, ids: dict[str, int]) -> Event:
         return replace(self, ids=ids)
 
+    def traced(self, trace: dict[str, str]) -> Event:
+        return replace(self, trace=trace) if trace and not self.trace else self
+
     def to_json(self) -> str:
-        return orjson.dumps({"type": self.type, "data": self.data, "ids": self.ids}, default=str).decode()
+        payload = {"type": self.type, "data": self.data, "ids": self.ids, "trace": self.trace}
+        return orjson.dumps(payload, default=str).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
         payload = orjson.loads(raw)
         ids = {str(channel): int(number) for channel, number in (payload.get("ids") or {}).items()}
-        return cls(type=str(payload["type"]), data=dict(payload.get("data") or {}), ids=ids)
+        trace = {str(key): str(value) for key, value in (payload.get("trace") or {}).items()}
+        return cls(type=str(payload["type"]), data=dict(payload.get("data") or {}), ids=ids, trace=trace)

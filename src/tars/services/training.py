@@ -25,6 +25,7 @@ from tars.services import audit
 from tars.storage import agents, runs
 from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import AgentRow, TrainingRunRow
+from tars.tracing.propagation import producing
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,9 @@ def requeue_unfinished(
             and run.id not in already_queued
         ]
     for job in jobs:
-        queue.enqueue(job)
+        # The request that queued it is long gone: a trace of its own from here.
+        with producing("job.requeue", {"tars.run_id": job.run_id, "tars.agent_id": job.agent_id}) as carrier:
+            queue.enqueue(job, carrier)
     return [job.run_id for job in jobs]
 
 
@@ -180,7 +183,8 @@ def _enqueue(
     sessions: SessionFactory, queue: JobQueue, bus: EventBus, job: TrainingJob, run: TrainingRunRow
 ) -> TrainingRunRow:
     try:
-        queue.enqueue(job)
+        with producing("job.enqueue", {"tars.run_id": job.run_id, "tars.agent_id": job.agent_id}) as carrier:
+            queue.enqueue(job, carrier)
     except Exception as exc:
         # A run nobody will ever work on must not be left behind looking queued.
         with transaction(sessions) as session:

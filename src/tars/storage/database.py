@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tars.storage.pool import PoolSettings
+from tars.tracing.propagation import span
 
 SessionFactory = sessionmaker[Session]
 
@@ -46,8 +47,9 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 
 @contextmanager
 def transaction(factory: SessionFactory) -> Iterator[Session]:
-    """A session whose work is committed together, or not at all."""
-    with factory() as session, session.begin():
+    """A session whose work is committed together, or not at all (a span: the writes a request or a
+    job's report makes show in its trace)."""
+    with span("db.transaction"), factory() as session, session.begin():
         yield session
 
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from tars.bus.base import Delivery, JobQueue, WorkerRegistry, WorkerStatus
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
+from tars.tracing.propagation import consuming, span
 from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage, Report
 from tars.worker.executor import Outcome, StartTraining, start_in_thread, supervise
 from tars.worker.resources import process_tree_rss
@@ -182,7 +183,17 @@ class Worker:
                 self._queue.release(delivery)
                 return
             try:
-                self._process(delivery, slot)
+                with consuming(
+                    "job.process",
+                    delivery.trace,
+                    transport=self._queue.transport,
+                    attributes={
+                        "tars.run_id": delivery.job.run_id,
+                        "tars.worker": slot,
+                        "tars.redelivered": delivery.redelivered,
+                    },
+                ):
+                    self._process(delivery, slot)
             except StaleAttempt as exc:
                 # Another worker owns the job now; its delivery is theirs to acknowledge.
                 log.warning("%s; leaving the job to its new worker", exc)
@@ -227,11 +238,12 @@ class Worker:
         )
         model_path = self._artifact_dir / "runs" / job.run_id / f"attempt-{attempt.number}" / "model.zip"
         reports = itertools.count(1)
-        outcome, error = supervise(
-            self._start_training(job, model_path),
-            lambda messages: self._recorder.report(attempt, _report(next(reports), messages)),
-            tick=self._ticker(delivery, attempt),
-        )
+        with span(f"job.{job.kind}", {"tars.attempt": attempt.number, "tars.algorithm": job.algorithm}):
+            outcome, error = supervise(
+                self._start_training(job, model_path),
+                lambda messages: self._recorder.report(attempt, _report(next(reports), messages)),
+                tick=self._ticker(delivery, attempt),
+            )
         if outcome is Outcome.ABORTED:
             log.warning("run %s: shutdown grace period over; handing the job back", job.run_id)
             self._recorder.requeued(attempt)

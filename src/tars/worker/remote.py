@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
+from tars.tracing.propagation import trace_headers
 from tars.training.progress import Report
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ class OrchestrationClient:
 
     def _exchange(self, method: str, path: str, payload: bytes | None) -> tuple[int, Any]:
         connection = self._connection()
-        connection.request(method, path, body=payload, headers=self._headers)
+        # The orchestration service continues the job's trace: its writes show under the job.
+        connection.request(method, path, body=payload, headers={**self._headers, **trace_headers()})
         response = connection.getresponse()
         raw = response.read()
         if response.getheader("connection", "").lower() == "close":
