@@ -69,8 +69,8 @@ def up(ctx: click.Context) -> None:
     dashboard = create_dashboard_app(runtime, rate_limits=limits)
     orchestration = create_orchestration_app(runtime, rate_limits=limits)
     servers = [
-        make_server(dashboard, settings.host, settings.dashboard_port, settings.log_level),
-        make_server(orchestration, settings.host, settings.orchestration_port, settings.log_level),
+        make_server(dashboard, settings.host, settings.dashboard_port, settings.log_level, settings.log_format),
+        make_server(orchestration, settings.host, settings.orchestration_port, settings.log_level, settings.log_format),
     ]
     mode = "embedded (SQLite, in-process bus)" if settings.embedded else "distributed (Redis)"
     _trace(settings, "up")
@@ -103,7 +103,8 @@ def serve(ctx: click.Context, service: str, port: int | None) -> None:
     else:
         app, default_port = create_orchestration_app(runtime), settings.orchestration_port
     try:
-        run_foreground([make_server(app, settings.host, port or default_port, settings.log_level)], None)
+        server = make_server(app, settings.host, port or default_port, settings.log_level, settings.log_format)
+        run_foreground([server], None)
     finally:
         runtime.close()
 

@@ -19,9 +19,17 @@ class _Server(uvicorn.Server):
         yield
 
 
-def make_server(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Server:
+def make_server(app: FastAPI, host: str, port: int, log_level: str, log_format: str = "text") -> uvicorn.Server:
+    # JSON logs: uvicorn's loggers hand their records to ours instead of printing text of their own.
+    logging_config = {} if log_format == "text" else {"log_config": None}
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level.lower(), lifespan="on", ws_ping_interval=None
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        lifespan="on",
+        ws_ping_interval=None,
+        **logging_config,  # type: ignore[arg-type]
     )
     redact_server_logs()  # after the Config: it configures uvicorn's loggers
     return _Server(config)
