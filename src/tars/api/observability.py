@@ -1,5 +1,5 @@
-"""Request metrics by route template (never the raw path) and the /metrics endpoint. (Each request's
-SERVER span, continuing the caller's traceparent, is FastAPI's own, made once a tracer provider is set.)"""
+"""Request metrics and a SERVER span (continuing the caller's traceparent) by route template, never
+the raw path; and the /metrics endpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tars.api.deps import Public
 from tars.metrics.catalogue import HTTP_DURATION, HTTP_REQUESTS
+from tars.tracing.propagation import name_route, serving
 from tars.version import VERSION
 
 UNMATCHED_ROUTE = "<unmatched>"
@@ -35,13 +36,21 @@ class RequestMetricsMiddleware:
                 status_code = int(message["status"])
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", UNMATCHED_ROUTE)
-            HTTP_REQUESTS.labels(self.service, method, template, str(status_code), VERSION).inc()
-            HTTP_DURATION.labels(self.service, method, template, VERSION).observe(time.perf_counter() - started)
+        traceparent = tracestate = None
+        for name, value in scope["headers"]:
+            if name == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif name == b"tracestate":
+                tracestate = value.decode("latin-1")
+        with serving(method, traceparent, tracestate) as span:
+            try:
+                await self.app(scope, receive, send_and_record)
+            finally:
+                route = scope.get("route")
+                template = getattr(route, "path", UNMATCHED_ROUTE)
+                name_route(span, method, template, status_code)
+                HTTP_REQUESTS.labels(self.service, method, template, str(status_code), VERSION).inc()
+                HTTP_DURATION.labels(self.service, method, template, VERSION).observe(time.perf_counter() - started)
 
 
 router = APIRouter(tags=["observability"], dependencies=[Public])

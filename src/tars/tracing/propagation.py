@@ -75,6 +75,27 @@ def consuming(
 
 
 @contextmanager
+def serving(method: str, traceparent: str | None, tracestate: str | None) -> Iterator[Span]:
+    """A SERVER span for one HTTP request, continuing the caller's trace when it sent one; named by
+    its route template once routing has found it (``name_route``)."""
+    parent = None
+    if traceparent is not None:
+        carrier = {"traceparent": traceparent, **({"tracestate": tracestate} if tracestate else {})}
+        parent = _W3C.extract(carrier)
+    with _tracer.start_as_current_span(method, context=parent, kind=SpanKind.SERVER) as current:
+        yield current
+
+
+def name_route(span: Span, method: str, route: str, status_code: int) -> None:
+    if not span.is_recording():
+        return
+    span.update_name(f"{method} {route}")
+    span.set_attributes({"http.request.method": method, "http.route": route, "http.response.status_code": status_code})
+    if status_code >= 500:
+        span.set_status(trace.Status(trace.StatusCode.ERROR))
+
+
+@contextmanager
 def span(name: str, attributes: Attributes | None = None) -> Iterator[Span]:
     """An INTERNAL span under the current one (training, evaluation, a database write)."""
     with _tracer.start_as_current_span(name, attributes=attributes) as current:
