@@ -2,7 +2,9 @@
 
 Rules are computed once by Prometheus; a page of some eighty panels on raw histograms would make
 every refresh re-aggregate them all, per viewer. The rules (deploy/prometheus/rules) already drop
-job/instance, so replicas add up, and keep the labels these panels group by.
+job/instance, so replicas add up, and keep the labels these panels group by. A panel over all traffic
+reads the coarsest rule that has its labels (tars:http_requests_by_code, _by_route): the finest one,
+tars:http_requests, has as many series as the raw counter, and a day of it is too slow to plot.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ def _health() -> Section:
     return Section(
         "Health",
         [
-            stat("Requests per second", Query("sum(tars:http_requests:rate1m)"), unit="reqps"),
+            stat("Requests per second", Query("sum(tars:http_requests_by_code:rate1m)"), unit="reqps"),
             stat(
                 "Server error ratio",
-                Query('sum(tars:http_requests:rate5m{code=~"5.."}) / sum(tars:http_requests:rate5m)'),
+                Query('sum(tars:http_requests_by_code:rate5m{code=~"5.."}) / sum(tars:http_requests_by_code:rate5m)'),
                 unit="percentunit",
                 thresholds=BAD_HIGH,
             ),
@@ -186,34 +188,31 @@ def _traffic() -> Section:
         [
             timeseries(
                 "Requests per second by service",
-                Query("sum by (service) (tars:http_requests:rate1m)", "{{service}}"),
+                Query("sum by (service) (tars:http_requests_by_code:rate1m)", "{{service}}"),
                 unit="reqps",
                 stacked=True,
             ),
             timeseries(
                 "Requests per second by status code",
-                Query("sum by (code) (tars:http_requests:rate1m)", "{{code}}"),
+                Query("sum by (code) (tars:http_requests_by_code:rate1m)", "{{code}}"),
                 unit="reqps",
                 stacked=True,
             ),
             timeseries(
                 "Requests per second by method",
-                Query("sum by (method) (tars:http_requests:rate1m)", "{{method}}"),
+                Query("sum by (method) (tars:http_requests_by_code:rate1m)", "{{method}}"),
                 unit="reqps",
                 stacked=True,
             ),
             timeseries(
                 f"Busiest {TOP} routes",
-                Query(
-                    f"topk({TOP}, sum by (service, method, route) (tars:http_requests:rate5m))",
-                    "{{service}} {{method}} {{route}}",
-                ),
+                Query(f"topk({TOP}, tars:http_requests_by_route:rate5m)", "{{service}} {{method}} {{route}}"),
                 unit="reqps",
                 width=12,
             ),
             timeseries(
                 "Requests per second by release",
-                Query("sum by (version) (tars:http_requests:rate1m)", "{{version}}"),
+                Query("sum by (version) (tars:http_requests_by_code:rate1m)", "{{version}}"),
                 unit="reqps",
                 stacked=True,
                 width=6,
@@ -227,7 +226,7 @@ def _traffic() -> Section:
             ),
             table(
                 "Routes: traffic, errors, latency",
-                Query("sum by (service, route) (tars:http_requests:rate5m)"),
+                Query("sum by (service, route) (tars:http_requests_by_route:rate5m)"),
                 Query("max by (service, route) (tars:http_request_errors_by_route:ratio_rate5m)"),
                 Query("max by (service, route) (tars:http_request_latency:p50:5m)"),
                 Query("max by (service, route) (tars:http_request_latency:p95:5m)"),
@@ -254,13 +253,16 @@ def _errors() -> Section:
             ),
             timeseries(
                 "Server errors per second by service",
-                Query('sum by (service, code) (tars:http_requests:rate1m{code=~"5.."})', "{{service}} {{code}}"),
+                Query(
+                    'sum by (service, code) (tars:http_requests_by_code:rate1m{code=~"5.."})',
+                    "{{service}} {{code}}",
+                ),
                 unit="reqps",
                 stacked=True,
             ),
             timeseries(
                 "Client errors per second by code",
-                Query('sum by (code) (tars:http_requests:rate1m{code=~"4.."})', "{{code}}"),
+                Query('sum by (code) (tars:http_requests_by_code:rate1m{code=~"4.."})', "{{code}}"),
                 description="401/403: credentials; 409: attempts racing; 422: refused input; 429: rate limits.",
                 unit="reqps",
                 stacked=True,
@@ -572,6 +574,9 @@ def _queue_and_workers() -> Section:
             ),
             timeseries(
                 "Worker heartbeat age",
+                # The age when the rule last ran (its time() is the evaluation's), so up to an
+                # evaluation interval (15 s) low: enough against the alert's 60 s. This page reads
+                # rules only; time() minus the raw heartbeat gauge would be exact.
                 Query("tars:worker_heartbeat_age:seconds", "{{worker}}"),
                 unit="s",
                 # The heartbeat alert fires past a minute.
@@ -592,7 +597,7 @@ def _queue_and_workers() -> Section:
             ),
             table(
                 "Workers",
-                Query("tars:worker_heartbeat_age:seconds"),
+                Query("tars:worker_heartbeat_age:seconds"),  # as of the rule's last run: see above
                 Query("tars:worker_rss_bytes:deriv30m"),
                 columns=["heartbeat age (s)", "memory growth (B/s)"],
                 width=8,
