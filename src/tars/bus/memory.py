@@ -68,19 +68,16 @@ class InProcessJobQueue:
         self._put(replace(delivery, redelivered=True))
 
     def stats(self) -> list[QueueStats]:
-        now = time.monotonic()
+        waiting = dict.fromkeys(ALGORITHMS, 0)
         with self._lock:
-            waiting = list(self._waiting.values())
+            now = time.monotonic()
+            oldest = dict.fromkeys(ALGORITHMS, now)
+            for algorithm, since in self._waiting.values():
+                waiting[algorithm] += 1
+                oldest[algorithm] = min(oldest[algorithm], since)
             pending = list(self._pending.values())
         return [
-            QueueStats(
-                algorithm,
-                waiting=sum(1 for family, _ in waiting if family == algorithm),
-                pending=pending.count(algorithm),
-                oldest_waiting_seconds=max(
-                    (now - since for family, since in waiting if family == algorithm), default=0.0
-                ),
-            )
+            QueueStats(algorithm, waiting[algorithm], pending.count(algorithm), now - oldest[algorithm])
             for algorithm in ALGORITHMS
         ]
 

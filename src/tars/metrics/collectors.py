@@ -97,5 +97,6 @@ def _finished(_conn: Any, _cursor: Any, statement: str, _parameters: Any, contex
     started = context.__dict__.get(_STARTED) if context is not None else None
     if started is None:
         return
-    verb = statement.lstrip().split(None, 1)[0].lower() if statement.strip() else ""
+    words = statement.split(None, 1)
+    verb = words[0].lower() if words else ""
     DB_QUERY_DURATION.labels(_OPERATIONS.get(verb, "other")).observe(time.perf_counter() - started)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
+from tars.domain.evaluations import EvaluationFacts
 from tars.metrics.catalogue import (
     EVALUATION_DURATION,
     EVALUATION_REWARD,
@@ -18,22 +19,7 @@ from tars.metrics.catalogue import (
 from tars.version import VERSION
 
 
-class CountedEvaluation(Protocol):
-    @property
-    def agent_id(self) -> str: ...
-    @property
-    def environment(self) -> str: ...
-    @property
-    def region(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def reward(self) -> float: ...
-    @property
-    def duration_ms(self) -> float | None: ...
-
-
-def count_evaluations(evaluations: Iterable[CountedEvaluation]) -> None:
+def count_evaluations(evaluations: Iterable[EvaluationFacts]) -> None:
     counts: dict[tuple[str, str, str, str], int] = {}
     rewards: dict[tuple[str, str], list[float]] = {}
     durations: dict[tuple[str, str, str], list[float]] = {}

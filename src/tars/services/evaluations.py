@@ -22,7 +22,6 @@ from tars.storage import agents, evaluations
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
 from tars.storage.evaluations import NewEvaluation, StoredEvaluation
-from tars.storage.tables import EvaluationRow
 from tars.storage.types import utcnow
 
 
@@ -137,7 +136,7 @@ def _announce(bus: EventBus, rows: list[StoredEvaluation], *, batch: bool = Fals
 def delete_evaluation(sessions: SessionFactory, bus: EventBus, evaluation_id: int, *, by: Principal | None) -> None:
     with transaction(sessions) as session:
         row = evaluations.get_evaluation(session, evaluation_id)
-        data = evaluation_event_data(row)
+        [data] = evaluations_event_data([evaluations.stored_evaluation(row)])
         evaluations.delete_evaluation(session, row)
         audit.record(
             session,
@@ -149,24 +148,8 @@ def delete_evaluation(sessions: SessionFactory, bus: EventBus, evaluation_id: in
     bus.publish(Event(EventType.EVALUATION_DELETED, data))
 
 
-def evaluation_event_data(row: EvaluationRow | StoredEvaluation) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "agent_id": row.agent_id,
-        "run_id": row.run_id,
-        "environment": row.environment,
-        "region": row.region,
-        "reward": row.reward,
-        "episode_length": row.episode_length,
-        "duration_ms": row.duration_ms,
-        "status": row.status,
-        "created_at": row.created_at.isoformat(),
-    }
-
-
 def evaluations_event_data(rows: Iterable[StoredEvaluation]) -> list[dict[str, Any]]:
-    """What ``evaluation_event_data`` gives of each, for many at once: a batch shares one
-    created_at, formatted once."""
+    """What events say of each evaluation; a batch shares one created_at, formatted once."""
     formatted: dict[datetime, str] = {}
     data = []
     for row in rows:

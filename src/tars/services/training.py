@@ -151,8 +151,7 @@ def requeue_unfinished(
         ]
     for job in jobs:
         # The request that queued it is long gone: a trace of its own from here.
-        with producing("job.requeue", {"tars.run_id": job.run_id, "tars.agent_id": job.agent_id}) as carrier:
-            queue.enqueue(job, carrier)
+        _send(queue, job, "job.requeue")
     return [job.run_id for job in jobs]
 
 
@@ -179,12 +178,17 @@ def job_of_run(sessions: SessionFactory, run_id: str) -> TrainingJob:
         return runs.job_of(session, runs.get_run(session, run_id))
 
 
+def _send(queue: JobQueue, job: TrainingJob, span_name: str) -> None:
+    """Queue ``job`` under a PRODUCER span, whose context its worker continues."""
+    with producing(span_name, {"tars.run_id": job.run_id, "tars.agent_id": job.agent_id}) as carrier:
+        queue.enqueue(job, carrier)
+
+
 def _enqueue(
     sessions: SessionFactory, queue: JobQueue, bus: EventBus, job: TrainingJob, run: TrainingRunRow
 ) -> TrainingRunRow:
     try:
-        with producing("job.enqueue", {"tars.run_id": job.run_id, "tars.agent_id": job.agent_id}) as carrier:
-            queue.enqueue(job, carrier)
+        _send(queue, job, "job.enqueue")
     except Exception as exc:
         # A run nobody will ever work on must not be left behind looking queued.
         with transaction(sessions) as session:

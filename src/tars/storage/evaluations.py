@@ -68,6 +68,12 @@ class StoredEvaluation(NamedTuple):
 
 
 EVALUATION_COLUMNS = StoredEvaluation._fields
+
+
+def stored_evaluation(row: EvaluationRow) -> StoredEvaluation:
+    return StoredEvaluation(*(getattr(row, column) for column in EVALUATION_COLUMNS))
+
+
 # Below this many rows one INSERT … RETURNING beats drawing ids and a COPY (three round trips).
 COPY_FROM = 50
 _COPY_TYPES = ("int8", "varchar", "varchar", "varchar", "varchar", "float8", "int4", "float8", "varchar", "timestamptz")

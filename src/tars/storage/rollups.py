@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tars.domain.durations import BOUNDS_MS, BUCKETS, bucket_of
+from tars.domain.evaluations import EvaluationFacts
 from tars.storage.tables import DURATION_COLUMNS, EvaluationRow, evaluation_rollups
 
 HOUR = timedelta(hours=1)
@@ -26,21 +27,9 @@ GROUP_KEYS = ("agent_id", "environment", "region")
 _ADDITIVE = ("count", "failed", "reward_count", "reward_sum", "reward_square_sum", "duration_count", "duration_sum")
 
 
-class Evaluation(Protocol):
+class Evaluation(EvaluationFacts, Protocol):
     """What a rollup needs of an evaluation: an ORM row or one just stored."""
 
-    @property
-    def agent_id(self) -> str: ...
-    @property
-    def environment(self) -> str: ...
-    @property
-    def region(self) -> str: ...
-    @property
-    def reward(self) -> float: ...
-    @property
-    def duration_ms(self) -> float | None: ...
-    @property
-    def status(self) -> str: ...
     @property
     def created_at(self) -> datetime: ...
 

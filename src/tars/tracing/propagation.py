@@ -22,8 +22,7 @@ Attributes = Mapping[str, str | int | bool]
 
 def current_carrier() -> Carrier:
     """The current span's context, to send with a message (or an HTTP request); empty without one."""
-    carrier: Carrier = {}
-    _W3C.inject(carrier)
+    carrier = trace_headers()
     if carrier:
         carrier[REGION_KEY] = this_region()
     return carrier
