@@ -44,7 +44,7 @@ class WorkerStack:
     worker: psutil.Process
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -80,7 +80,7 @@ def worker_process(redis_url: str) -> Iterator[WorkerStack]:
         with transaction(runtime.sessions) as session:
             create_user(session, "bench-fleet", secrets.token_urlsafe(16), Role.OPERATOR)
             key = create_key(session, None, username="bench-fleet", role=Role.OPERATOR, name="bench").key
-        port = _free_port()
+        port = free_port()
         environment = os.environ | {
             "TARS_DATA_DIR": data_dir,
             "TARS_JWT_SECRET": secret,

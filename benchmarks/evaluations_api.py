@@ -80,8 +80,8 @@ from urllib.parse import urlencode
 import httpx
 import psycopg
 import redis
-from _harness import emit, postgres_database
-from live_feed import Dashboard, free_port, summary
+from _harness import emit, free_port, postgres_database
+from live_feed import Dashboard, summary
 from sqlalchemy import Engine, event
 
 from tars.domain.users import Role

@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from typing import Any
 
 import httpx
 import redis
-from _harness import emit
+from _harness import emit, free_port
 
 from tars.client.live import LiveEvent, ReconnectingWebSocketClient, State
 from tars.domain.events import Event
@@ -134,12 +133,6 @@ def deployment(redis_url: str, database_url: str | None = None) -> Iterator[tupl
         finally:
             dashboard.stop(kill=False)
             runtime.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class EvaluationPublisher:

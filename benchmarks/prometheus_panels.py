@@ -38,7 +38,6 @@ import math
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,7 +57,7 @@ from typing import Any, TextIO
 import numpy as np
 import psutil
 import yaml
-from _harness import emit
+from _harness import emit, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
@@ -981,13 +980,6 @@ def expand(expr: str, rules: dict[str, Rule], evaluation_interval: str) -> str:
 # --- Prometheus and promtool -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class Prometheus:
     url: str
@@ -999,7 +991,7 @@ def prometheus(binary: str, data_dir: Path, work: Path, retention_days: int) -> 
     """A Prometheus on `data_dir` that scrapes and evaluates nothing: it only answers queries."""
     config = work / "prometheus.yml"
     config.write_text(f"global:\n  scrape_interval: {SCRAPE_S}s\n  evaluation_interval: {SCRAPE_S}s\n")
-    port = _free_port()
+    port = free_port()
     log = (work / "prometheus.log").open("ab")
     process = subprocess.Popen(
         [
