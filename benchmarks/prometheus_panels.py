@@ -758,12 +758,9 @@ def write_tracing(
     curve: np.ndarray,
     rng: np.random.Generator,
 ) -> None:
-    """Few outside clients send a traceparent; T.A.R.S.' own messages carry one."""
-    consumed = []
-    for target in services["dashboard-api"]:
-        consumed += [(target, "http", 40, 0.05), (target, "bus", 8, 0.995), (target, "websocket", 2, 0.98)]
-    for target in services["orchestration"]:
-        consumed += [(target, "http", 10, 0.6), (target, "bus", 1, 0.995)]
+    """The transports the code counts (docs/metrics.md): events relayed by dashboard-api ("bus"),
+    and jobs taken by workers ("redis_stream", below); T.A.R.S.' own messages carry their context."""
+    consumed = [(target, "bus", 8, 0.995) for target in services["dashboard-api"]]
     out.family("tars_trace_messages", "counter")
     for target, transport, peak, share in consumed:
         messages = rng.poisson(peak * target.share * curve * SCRAPE_S)
