@@ -42,7 +42,8 @@ from _harness import emit, free_port
 from tars.client.live import LiveEvent, ReconnectingWebSocketClient, State
 from tars.domain.events import Event
 from tars.domain.users import Role
-from tars.runtime import Runtime, build_runtime
+from tars.services.runtime import Runtime
+from tars.wiring import build_runtime
 from tars.services.auth import create_user
 from tars.services.evaluations import submit_evaluation
 from tars.settings import Settings

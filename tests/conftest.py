@@ -23,12 +23,13 @@ from tars.api.applications import create_dashboard_app, create_orchestration_app
 from tars.cli.servers import make_server
 from tars.cli.workers import make_worker
 from tars.domain.users import Role
-from tars.runtime import Runtime, build_runtime
 from tars.services.auth import create_user
+from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage import migrate
 from tars.storage.database import make_engine, make_session_factory, transaction
 from tars.storage.users import get_user_by_username
+from tars.wiring import build_runtime
 from tars.worker.loop import Worker
 
 PG_ADMIN_URL = os.environ.get("TARS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

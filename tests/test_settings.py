@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tars.settings import Settings
+from tars.wiring.keys import jwt_signing_secret
 
 
 def test_defaults_are_embedded_on_sqlite(tmp_path: Path) -> None:
@@ -30,9 +31,9 @@ def test_environment_variables_configure_everything(tmp_path: Path, monkeypatch:
 
 
 def test_the_jwt_secret_is_generated_once_and_kept_private(tmp_path: Path) -> None:
-    first = Settings(data_dir=tmp_path).jwt_signing_secret()
+    first = jwt_signing_secret(Settings(data_dir=tmp_path))
     assert len(first) >= 32
-    assert Settings(data_dir=tmp_path).jwt_signing_secret() == first
+    assert jwt_signing_secret(Settings(data_dir=tmp_path)) == first
     mode = stat.S_IMODE(os.stat(tmp_path / "jwt_secret").st_mode)
     assert mode == 0o600
 

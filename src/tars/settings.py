@@ -7,10 +7,10 @@ Every field can be set through a ``TARS_``-prefixed environment variable
 from __future__ import annotations
 
 import os
-import secrets
 import socket
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -18,12 +18,23 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tars.domain.agents import ALGORITHMS
 from tars.domain.hyperparameters import MemoryLimits
 from tars.domain.regions import REGIONS
-from tars.storage.pool import PoolSettings
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How a process uses its database connections."""
+
+    size: int = 10
+    max_overflow: int = 10
+    # Seconds a request waits for a free connection before giving up (503).
+    timeout: float = 10.0
+    # Milliseconds a statement may run on PostgreSQL (0: no limit); a runaway query is cancelled.
+    statement_timeout_ms: int = 0
+
 
 # Secrets people paste from tutorials; a token signed with one of these is forgeable by anyone.
 _KNOWN_WEAK_SECRETS = {"secret", "changeme", "change-me", "jwt-secret", "your-secret-key", "tars", "password"}
 _MIN_SECRET_LENGTH = 32
-_JWT_SECRET_FILE = "jwt_secret"
 
 
 class Settings(BaseSettings):
@@ -147,7 +158,7 @@ class Settings(BaseSettings):
     @classmethod
     def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
-            _check_secret(value.get_secret_value())
+            check_secret(value.get_secret_value())
         return value
 
     @model_validator(mode="after")
@@ -209,54 +220,9 @@ class Settings(BaseSettings):
             return self.orchestration_url.rstrip("/")
         return f"http://{_client_host(self.host)}:{self.orchestration_port}"
 
-    def jwt_signing_secret(self) -> str:
-        """The configured secret, or one generated once and kept in the data directory."""
-        if self.jwt_secret is not None:
-            return self.jwt_secret.get_secret_value()
-        path = self.data_dir / _JWT_SECRET_FILE
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            # O_EXCL: two processes starting together must not each write their own secret.
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(secrets.token_urlsafe(48))
-        secret = path.read_text().strip()
-        _check_secret(secret)
-        return secret
 
-    def jwt_keys(self) -> tuple[Any, Any]:
-        """(signing key, verifying key) for jwt_algorithm."""
-        if self.jwt_algorithm == "HS256":
-            secret = self.jwt_signing_secret()
-            return secret, secret
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
-        assert self.jwt_private_key_file is not None  # the validator requires it
-        try:
-            private = serialization.load_pem_private_key(self.jwt_private_key_file.read_bytes(), password=None)
-            public = (
-                serialization.load_pem_public_key(self.jwt_public_key_file.read_bytes())
-                if self.jwt_public_key_file
-                else private.public_key()
-            )
-        except (OSError, ValueError, TypeError) as exc:
-            raise ValueError(f"cannot load the JWT key pair: {exc}") from exc
-        if self.jwt_algorithm == "RS256":
-            if not isinstance(private, rsa.RSAPrivateKey) or not isinstance(public, rsa.RSAPublicKey):
-                raise ValueError("RS256 needs an RSA key pair")
-            if private.key_size < 2048:
-                raise ValueError("RS256 needs an RSA key of at least 2048 bits")
-        elif not isinstance(private, ed25519.Ed25519PrivateKey) or not isinstance(public, ed25519.Ed25519PublicKey):
-            raise ValueError("EdDSA needs an Ed25519 key pair")
-        return private, public
-
-
-def _check_secret(secret: str) -> None:
+def check_secret(secret: str) -> None:
+    """Refuse a JWT secret anyone could guess."""
     if secret.lower() in _KNOWN_WEAK_SECRETS or len(secret) < _MIN_SECRET_LENGTH:
         raise ValueError(f"the JWT secret must be at least {_MIN_SECRET_LENGTH} characters and not a default")
 

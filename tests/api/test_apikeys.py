@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tars.api.applications import create_dashboard_app
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.storage.tables import ApiKeyRow
 from tars.storage.types import utcnow
 from tests.conftest import bearer

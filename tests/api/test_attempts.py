@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage import runs
 from tars.storage.evaluations import EvaluationFilter, list_evaluations

@@ -10,9 +10,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from tars.api.applications import create_dashboard_app
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
+from tars.settings import PoolSettings
 from tars.storage.database import make_engine
-from tars.storage.pool import PoolSettings
 
 pytestmark = pytest.mark.parametrize("backend", ["distributed"], indirect=True)
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tars.runtime import Runtime
 from tars.services.evaluations import IdempotencyKey, submit_evaluations
+from tars.services.runtime import Runtime
 from tars.storage.evaluations import NewEvaluation
 from tars.storage.tables import EvaluationRow
 

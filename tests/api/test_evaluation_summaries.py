@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.storage import evaluations, rollups
 from tars.storage.database import transaction
 from tars.storage.tables import evaluation_rollups

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.storage.database import transaction
 from tars.storage.evaluations import NewEvaluation, insert_evaluations
 

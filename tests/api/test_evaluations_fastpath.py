@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 
 pytestmark = pytest.mark.parametrize("backend", ["distributed"], indirect=True)
 

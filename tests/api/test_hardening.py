@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tars.api.applications import create_dashboard_app
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage.tables import UserRow
+from tars.wiring.keys import jwt_signing_secret
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.parametrize("backend", ["embedded"], indirect=True)
@@ -105,7 +106,7 @@ def test_no_secret_or_hash_in_any_response_or_log_line(
     caplog.set_level(logging.DEBUG)
     with runtime.sessions() as session:
         hashes = [user.password_hash for user in session.scalars(select(UserRow))]
-    secrets = [PASSWORD, runtime.settings.jwt_signing_secret(), *hashes]
+    secrets = [PASSWORD, jwt_signing_secret(runtime.settings), *hashes]
     seen: list[str] = []
     for client in (dashboard, orchestration):
         wrong = client.post("/api/v1/auth/login", json={"username": users["admin"], "password": PASSWORD + "x"})

@@ -13,9 +13,9 @@ from starlette.types import Receive, Scope, Send
 from tars.api.applications import create_dashboard_app, create_orchestration_app, shared_rate_limits
 from tars.api.ratelimit import RateLimitMiddleware, RateLimits
 from tars.bus.memory import DataDirInvalidations
-from tars.runtime import Runtime
 from tars.services.auth import TokenService
 from tars.services.credentials import Authenticator
+from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage.database import make_engine, make_session_factory
 from tests.conftest import free_port, make_settings

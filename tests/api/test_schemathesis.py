@@ -36,7 +36,7 @@ from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.schemas import BaseSchema
 
 from tars.api.applications import DASHBOARD_API, ORCHESTRATION, create_dashboard_app, create_orchestration_app
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.settings import Settings
 
 

@@ -9,7 +9,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tests.conftest import PASSWORD, TEST_SECRET, bearer
 
 

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 
 
 def _runs(orchestration: TestClient, headers: dict[str, str]) -> list[dict[str, Any]]:

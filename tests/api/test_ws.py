@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 
 
 def _token(headers: dict[str, str]) -> str:

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from tars.cli.main import cli
-from tars.runtime import build_runtime
 from tars.services.auth import AuthenticationFailed
+from tars.wiring import build_runtime
 from tests.conftest import PASSWORD, TEST_SECRET, make_settings
 
 

@@ -13,7 +13,7 @@ import websockets.sync.client
 
 from tars.api.applications import create_dashboard_app
 from tars.cli.servers import make_server
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tests.conftest import free_port
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tars.api.applications import create_dashboard_app
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tests.conftest import AppServer, free_port
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from tars.bus.base import Delivery
 from tars.domain.runs import RunStatus, StaleAttempt
-from tars.runtime import Runtime
 from tars.services.recording import RunRecorder
+from tars.services.runtime import Runtime
 from tars.services.training import TrainingRequest, submit_training
 from tars.storage import runs
 from tars.storage.evaluations import EvaluationFilter, list_evaluations

@@ -15,6 +15,7 @@ import pytest
 from tars.domain.users import Role
 from tars.services.auth import AUDIENCE, ISSUER, AuthenticationFailed, TokenService
 from tars.storage.tables import UserRow
+from tars.wiring.keys import jwt_keys
 from tests.conftest import make_settings
 
 SECRET = "s" * 64  # long enough for HS512 too, so that forgery is refused for its algorithm
@@ -123,7 +124,7 @@ def test_key_pair_tokens_are_accepted_and_forgeries_refused(algorithm: str, tmp_
     private_pem, public_pem = pem_pair(key_pair(algorithm))
     (tmp_path / "jwt.pem").write_bytes(private_pem)
     settings = make_settings(tmp_path, jwt_algorithm=algorithm, jwt_private_key_file=tmp_path / "jwt.pem")
-    signing, verifying = settings.jwt_keys()
+    signing, verifying = jwt_keys(settings)
     tokens = TokenService(signing, 900, algorithm=algorithm, verifying_key=verifying)
     issued = tokens.issue(user(Role.ADMIN)).access_token
     assert jwt.get_unverified_header(issued)["alg"] == algorithm
@@ -136,7 +137,7 @@ def test_key_pair_tokens_are_accepted_and_forgeries_refused(algorithm: str, tmp_
         jwt_private_key_file=tmp_path / "jwt.pem",
         jwt_public_key_file=tmp_path / "jwt.pub",
     )
-    verifier = TokenService(None, 900, algorithm=algorithm, verifying_key=verifier_settings.jwt_keys()[1])
+    verifier = TokenService(None, 900, algorithm=algorithm, verifying_key=jwt_keys(verifier_settings)[1])
     assert verifier.verify(issued).user_id == 7
     other_private, _ = pem_pair(key_pair(algorithm))
     forgeries = {
@@ -174,10 +175,10 @@ def test_settings_refuse_a_key_pair_that_does_not_fit(tmp_path: Path) -> None:
     ed_pem, _ = pem_pair(key_pair("EdDSA"))
     (tmp_path / "ed.pem").write_bytes(ed_pem)
     with pytest.raises(ValueError, match="RS256 needs an RSA key pair"):
-        make_settings(tmp_path, jwt_algorithm="RS256", jwt_private_key_file=tmp_path / "ed.pem").jwt_keys()
+        jwt_keys(make_settings(tmp_path, jwt_algorithm="RS256", jwt_private_key_file=tmp_path / "ed.pem"))
     (tmp_path / "junk.pem").write_text("not a key")
     with pytest.raises(ValueError, match="cannot load the JWT key pair"):
-        make_settings(tmp_path, jwt_algorithm="EdDSA", jwt_private_key_file=tmp_path / "junk.pem").jwt_keys()
+        jwt_keys(make_settings(tmp_path, jwt_algorithm="EdDSA", jwt_private_key_file=tmp_path / "junk.pem"))
 
 
 def test_a_token_checked_before_is_refused_once_it_expires() -> None:

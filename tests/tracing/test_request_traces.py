@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.tracing.logs import JsonFormatter
 from tars.tracing.propagation import span
 from tars.worker.loop import Worker

@@ -15,7 +15,7 @@ import redis
 from tars.cli.workers import make_worker
 from tars.domain.events import Event
 from tars.domain.runs import RunStatus
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.services.training import TrainingRequest, cancel_run, submit_training
 from tars.settings import Settings
 from tars.storage import runs

@@ -32,7 +32,7 @@ from tars.api.routes import (
     ws,
 )
 from tars.metrics.collectors import watch_database, watch_queue
-from tars.runtime import Runtime
+from tars.services.runtime import Runtime
 from tars.storage.database import make_async_engine, make_read_pool
 from tars.version import __version__
 

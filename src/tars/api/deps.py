@@ -12,9 +12,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.orm import Session
 
 from tars.domain.users import Principal, Role
-from tars.runtime import Runtime
 from tars.services.auth import AuthenticationFailed
 from tars.services.credentials import Authenticator
+from tars.services.runtime import Runtime
 
 _bearer = HTTPBearer(
     auto_error=False, description="An access token from POST /api/v1/auth/login, or an API key (tars_...)"

@@ -58,7 +58,7 @@ class RedisInvalidations:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 pubsub.subscribe(self._channel)
                 pubsub.get_message(timeout=5)  # the subscription's confirmation

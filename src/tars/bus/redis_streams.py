@@ -342,7 +342,7 @@ class RedisEventBus:
         try:
             yield self._listen(client, pubsub)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             await client.aclose()
 
     async def _subscribed(self, client: aioredis.Redis) -> PubSub:
@@ -360,7 +360,7 @@ class RedisEventBus:
                 log.warning("event subscription lost (%s); resubscribing", exc)
                 await asyncio.sleep(0.5)
                 try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
                     pubsub = await self._subscribed(client)
                 except (redis.ConnectionError, redis.TimeoutError, OSError):
                     continue

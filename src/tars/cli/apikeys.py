@@ -71,10 +71,10 @@ def list_keys(settings: Settings, username: str | None, include_revoked: bool) -
 @click.pass_obj
 def revoke(settings: Settings, key: str) -> None:
     """Revoke KEY (its id or its tars_... prefix); every running service refuses it at once."""
-    from tars.security import make_invalidations
     from tars.services.apikeys import revoke_key
     from tars.services.credentials import key_topic
     from tars.storage.database import make_session_factory, transaction
+    from tars.wiring import make_invalidations
 
     with database(settings) as engine:
         sessions = make_session_factory(engine)

@@ -46,7 +46,7 @@ def _trace(settings: Settings, service: str) -> None:
 
 
 def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
-    from tars.runtime import SchemaOutOfDate, build_runtime
+    from tars.wiring import SchemaOutOfDate, build_runtime
 
     try:
         return build_runtime(settings, migrate_schema=migrate_schema)

@@ -18,7 +18,7 @@ from tars.worker.loop import Recorder, Worker
 from tars.worker.remote import OrchestrationClient, RemoteRecorder
 
 if TYPE_CHECKING:
-    from tars.runtime import Runtime
+    from tars.services.runtime import Runtime
 
 
 def make_worker(runtime: Runtime, *, beside_apis: bool) -> Worker:

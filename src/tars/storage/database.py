@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tars.storage.pool import PoolSettings
+from tars.settings import PoolSettings
 from tars.tracing.propagation import span
 
 SessionFactory = sessionmaker[Session]

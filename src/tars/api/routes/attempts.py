@@ -26,8 +26,8 @@ from tars.bus.redis_streams import RedisJobQueue
 from tars.domain.agents import ALGORITHMS
 from tars.domain.errors import Conflict, InvalidField
 from tars.domain.runs import Attempt, RunStatus
-from tars.runtime import Runtime
 from tars.services.recording import RunRecorder
+from tars.services.runtime import Runtime
 from tars.services.training import job_of_run, recover_lost_jobs
 from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved, Report
 

@@ -11,10 +11,10 @@ from tars.api.ratelimit import RateLimits
 from tars.api.schemas import LoginIn, LogoutIn, RefreshIn, TokenOut
 from tars.domain.audit import AuditAction, Outcome
 from tars.domain.users import Credential
-from tars.runtime import Runtime
 from tars.services import audit, login_sessions
 from tars.services.auth import AuthenticationFailed, authenticate
 from tars.services.credentials import session_topic
+from tars.services.runtime import Runtime
 from tars.storage.database import transaction
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])

@@ -29,7 +29,6 @@ from tars.api.schemas import (
     check_query_times,
 )
 from tars.domain.users import Principal
-from tars.runtime import Runtime
 from tars.services import summaries
 from tars.services.evaluations import (
     Answer,
@@ -37,6 +36,7 @@ from tars.services.evaluations import (
     delete_evaluation,
     submit_evaluations,
 )
+from tars.services.runtime import Runtime
 from tars.storage import evaluations
 from tars.storage.evaluations import NewEvaluation
 from tars.storage.rollups import Scope

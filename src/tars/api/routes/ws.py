@@ -16,8 +16,8 @@ from tars.api.realtime import Hub, Live, Subscribe, Unsubscribe, count_sent
 from tars.domain.events import is_channel
 from tars.domain.users import Principal
 from tars.metrics.catalogue import WS_EVENTS_SENT, WS_SLOW_CONSUMERS
-from tars.runtime import Runtime
 from tars.services.auth import AuthenticationFailed
+from tars.services.runtime import Runtime
 
 router = APIRouter(dependencies=[Public])
 

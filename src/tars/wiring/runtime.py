@@ -1,17 +1,16 @@
-"""Builds the shared parts every entry point needs from one Settings: database, queue, bus."""
+"""Builds a process's runtime from one Settings: database, queue, bus, and (on first use) security."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from tars.bus.base import EventBus, JobQueue, WorkerRegistry
 from tars.bus.memory import InProcessEventBus, InProcessJobQueue, InProcessWorkerRegistry
 from tars.bus.redis_streams import RedisEventBus, RedisJobQueue, RedisWorkerRegistry
+from tars.services.runtime import Runtime
 from tars.services.training import recover_lost_jobs, requeue_unfinished
 from tars.settings import Settings
 from tars.storage import schema
@@ -19,35 +18,11 @@ from tars.storage.agents import ensure_builtin_agents
 from tars.storage.database import SessionFactory, make_engine, make_session_factory, transaction
 
 if TYPE_CHECKING:
-    from tars.security import Security
+    from tars.services.security import Security
 
 
 class SchemaOutOfDate(RuntimeError):
     pass
-
-
-@dataclass
-class Runtime:
-    settings: Settings
-    engine: Engine
-    sessions: SessionFactory
-    queue: JobQueue
-    bus: EventBus
-    registry: WorkerRegistry
-
-    @cached_property
-    def security(self) -> Security:
-        """Authentication for the API services, built on first use: workers never load it."""
-        from tars.security import build_security
-
-        return build_security(self.settings, self.sessions)
-
-    def close(self) -> None:
-        if "security" in self.__dict__:
-            self.security.close()
-        self.queue.close()
-        self.bus.close()
-        self.engine.dispose()
 
 
 def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
@@ -95,4 +70,11 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
         queue=queue,
         bus=bus,
         registry=registry,
+        build_security=partial(_build_security, settings, sessions),
     )
+
+
+def _build_security(settings: Settings, sessions: SessionFactory) -> Security:
+    from tars.wiring.security import build_security  # the auth stack: only processes that authenticate
+
+    return build_security(settings, sessions)

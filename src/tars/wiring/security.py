@@ -1,12 +1,10 @@
-"""What the API services authenticate requests with, built from the same Settings as the runtime.
+"""Builds authentication for the API services from the settings.
 
-Apart from `tars.runtime` because a worker never authenticates anyone: the JWT, argon2 and
-cryptography stack it would otherwise load costs every worker process about 11 MB.
+Apart from the runtime's other parts because a worker never authenticates anyone: the JWT, argon2
+and cryptography stack it would otherwise load costs every worker process about 11 MB.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from tars.bus.base import Invalidations
 from tars.bus.memory import DataDirInvalidations
@@ -14,20 +12,10 @@ from tars.bus.redis_invalidations import RedisInvalidations
 from tars.services.auth import TokenService
 from tars.services.credentials import Authenticator
 from tars.services.login_sessions import SessionLifetimes
+from tars.services.security import Security
 from tars.settings import Settings
 from tars.storage.database import SessionFactory
-
-
-@dataclass
-class Security:
-    tokens: TokenService
-    invalidations: Invalidations
-    authenticator: Authenticator
-    lifetimes: SessionLifetimes
-
-    def close(self) -> None:
-        self.authenticator.close()
-        self.invalidations.close()
+from tars.wiring.keys import jwt_keys
 
 
 def make_invalidations(settings: Settings) -> Invalidations:
@@ -38,7 +26,7 @@ def make_invalidations(settings: Settings) -> Invalidations:
 
 
 def build_security(settings: Settings, sessions: SessionFactory) -> Security:
-    signing_key, verifying_key = settings.jwt_keys()
+    signing_key, verifying_key = jwt_keys(settings)
     tokens = TokenService(
         signing_key, settings.jwt_expires_seconds, algorithm=settings.jwt_algorithm, verifying_key=verifying_key
     )
