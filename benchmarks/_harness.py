@@ -25,7 +25,7 @@ import redis
 from tars.domain.runs import RunStatus
 from tars.domain.users import Role
 from tars.services.runtime import Runtime
-from tars.wiring import build_runtime
+from tars.wiring.runtime import build_runtime
 from tars.services.apikeys import create_key
 from tars.services.auth import create_user
 from tars.services.training import TrainingRequest, submit_training

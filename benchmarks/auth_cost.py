@@ -31,7 +31,7 @@ from _harness import emit, postgres_database
 
 from tars.domain.users import Role
 from tars.services.runtime import Runtime
-from tars.wiring import build_runtime
+from tars.wiring.runtime import build_runtime
 from tars.services import login_sessions
 from tars.services.apikeys import create_key
 from tars.services.auth import create_user

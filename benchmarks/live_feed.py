@@ -43,7 +43,7 @@ from tars.client.live import LiveEvent, ReconnectingWebSocketClient, State
 from tars.domain.events import Event
 from tars.domain.users import Role
 from tars.services.runtime import Runtime
-from tars.wiring import build_runtime
+from tars.wiring.runtime import build_runtime
 from tars.services.auth import create_user
 from tars.services.evaluations import submit_evaluation
 from tars.settings import Settings

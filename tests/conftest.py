@@ -29,7 +29,7 @@ from tars.settings import Settings
 from tars.storage import migrate
 from tars.storage.database import make_engine, make_session_factory, transaction
 from tars.storage.users import get_user_by_username
-from tars.wiring import build_runtime
+from tars.wiring.runtime import build_runtime
 from tars.worker.loop import Worker
 
 PG_ADMIN_URL = os.environ.get("TARS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

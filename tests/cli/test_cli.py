@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from tars.cli.main import cli
 from tars.services.auth import AuthenticationFailed
-from tars.wiring import build_runtime
+from tars.wiring.runtime import build_runtime
 from tests.conftest import PASSWORD, TEST_SECRET, make_settings
 
 

@@ -17,7 +17,7 @@ from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage.evaluations import NewEvaluation
 from tars.storage.users import get_user_by_username
-from tars.wiring import build_runtime
+from tars.wiring.runtime import build_runtime
 from tests.client.conftest import FreezableProxy, LiveServer
 
 FAST = Backoff(first=0.05, cap=0.2, max_attempts=200)

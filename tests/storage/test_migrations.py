@@ -7,7 +7,7 @@ from sqlalchemy import inspect
 
 from tars.storage import migrate, schema
 from tars.storage.database import make_engine
-from tars.wiring import SchemaOutOfDate, build_runtime
+from tars.wiring.runtime import SchemaOutOfDate, build_runtime
 from tests.conftest import make_settings
 
 TABLES = {"agents", "training_runs", "training_steps", "evaluations", "users", "api_keys", "auth_sessions",

@@ -93,7 +93,7 @@ def shared_rate_limits(runtime: Runtime) -> RateLimits | None:
 
 
 def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = None) -> FastAPI:
-    hub = Hub(runtime.bus)
+    hub = Hub(runtime.live)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

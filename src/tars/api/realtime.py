@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from tars.bus.base import EventBus
 from tars.domain.events import Event
 from tars.metrics.catalogue import (
     WS_CONNECTIONS,
@@ -27,6 +26,7 @@ from tars.metrics.catalogue import (
     WS_RESETS,
     WS_RESUMED,
 )
+from tars.services.live import LiveEvents
 from tars.tracing.propagation import consuming
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,8 @@ class FrameCache:
 class Connection:
     """One WebSocket's subscriptions; its writer turns commands and live events into frames."""
 
-    def __init__(self, bus: EventBus) -> None:
-        self._bus = bus
+    def __init__(self, events: LiveEvents) -> None:
+        self._events = events
         self.channels: set[str] = set()  # what live events to queue for it
         self._sent: dict[str, int] = {}  # channel -> last event id sent
         self.outbox: asyncio.Queue[Command] = asyncio.Queue(maxsize=CONNECTION_BACKLOG)
@@ -142,7 +142,7 @@ class Connection:
 
     async def _subscribe(self, command: Subscribe) -> list[Frame]:
         channel, after = command.channel, command.last_event_id
-        history = await self._bus.history(channel, after)
+        history = await self._events.history(channel, after)
         if after is None:
             self._sent[channel] = history.last_id
             return [{"type": "subscribed", "channel": channel, "last_event_id": history.last_id}]
@@ -165,7 +165,7 @@ class Connection:
         missed events from the channel's history, then it; or ``reset`` if history lost them."""
         channel, event = live.channel, live.event
         last, number = self._sent[channel], event.ids[channel]
-        history = await self._bus.history(channel, last)
+        history = await self._events.history(channel, last)
         if not history.complete:
             WS_RESETS.inc()
             self._sent[channel] = max(history.last_id, number)
@@ -180,8 +180,8 @@ class Connection:
 
 
 class Hub:
-    def __init__(self, bus: EventBus) -> None:
-        self._bus = bus
+    def __init__(self, events: LiveEvents) -> None:
+        self._events = events
         self._connections: set[Connection] = set()
         self._task: asyncio.Task[None] | None = None
         self.frames = FrameCache()
@@ -198,7 +198,7 @@ class Hub:
                 await self._task
 
     def connect(self) -> Connection:
-        connection = Connection(self._bus)
+        connection = Connection(self._events)
         self._connections.add(connection)
         WS_CONNECTIONS.inc()
         WS_OPENED.inc()
@@ -210,7 +210,7 @@ class Hub:
             WS_CONNECTIONS.dec()
 
     async def _relay(self, ready: asyncio.Event) -> None:
-        async with self._bus.subscribe() as events:
+        async with self._events.subscribe() as events:
             ready.set()
             async for event in events:
                 # The WebSocket frames an event causes belong to the trace that published it.

@@ -74,7 +74,7 @@ def revoke(settings: Settings, key: str) -> None:
     from tars.services.apikeys import revoke_key
     from tars.services.credentials import key_topic
     from tars.storage.database import make_session_factory, transaction
-    from tars.wiring import make_invalidations
+    from tars.wiring.security import make_invalidations
 
     with database(settings) as engine:
         sessions = make_session_factory(engine)

@@ -46,7 +46,7 @@ def _trace(settings: Settings, service: str) -> None:
 
 
 def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
-    from tars.wiring import SchemaOutOfDate, build_runtime
+    from tars.wiring.runtime import SchemaOutOfDate, build_runtime
 
     try:
         return build_runtime(settings, migrate_schema=migrate_schema)
@@ -157,16 +157,12 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context, revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from tars.storage import migrate
-    from tars.storage.database import make_engine
+    from tars.wiring.database import schema_service
 
-    engine = make_engine(_settings(ctx).sqlalchemy_url)
-    try:
-        before = migrate.current_revision(engine)
-        migrate.upgrade(engine, revision, report=click.echo)
-        click.echo(f"database at {migrate.current_revision(engine)} (was {before or 'empty'})")
-    finally:
-        engine.dispose()
+    with schema_service(_settings(ctx)) as schema:
+        before = schema.current()
+        schema.upgrade(revision, report=click.echo)
+        click.echo(f"database at {schema.current()} (was {before or 'empty'})")
 
 
 @db.command("downgrade")
@@ -174,33 +170,25 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
 @click.pass_context
 def db_downgrade(ctx: click.Context, revision: str) -> None:
     """Revert migrations down to REVISION ('base' reverts all)."""
-    from tars.storage import migrate
-    from tars.storage.database import make_engine
+    from tars.wiring.database import schema_service
 
-    engine = make_engine(_settings(ctx).sqlalchemy_url)
-    try:
-        migrate.downgrade(engine, revision, report=click.echo)
-        click.echo(f"database at {migrate.current_revision(engine) or 'base'}")
-    finally:
-        engine.dispose()
+    with schema_service(_settings(ctx)) as schema:
+        schema.downgrade(revision, report=click.echo)
+        click.echo(f"database at {schema.current() or 'base'}")
 
 
 @db.command("status")
 @click.pass_context
 def db_status(ctx: click.Context) -> None:
     """Show the current and the latest schema revision."""
-    from tars.storage import migrate
-    from tars.storage.database import make_engine
+    from tars.wiring.database import schema_service
 
-    engine = make_engine(_settings(ctx).sqlalchemy_url)
-    try:
-        current, head = migrate.current_revision(engine), migrate.head_revision(engine)
-        state = "up to date" if current == head else "needs `tars db upgrade`"
-        click.echo(f"current: {current or 'empty'}\nhead:    {head}\n{state}")
-        for name, valid in migrate.index_states(engine):
-            click.echo(f"  index {name}: {'valid' if valid else 'INVALID (`tars db upgrade` rebuilds it)'}")
-    finally:
-        engine.dispose()
+    with schema_service(_settings(ctx)) as schema:
+        status = schema.status()
+    state = "up to date" if status.up_to_date else "needs `tars db upgrade`"
+    click.echo(f"current: {status.current or 'empty'}\nhead:    {status.head}\n{state}")
+    for index in status.indexes:
+        click.echo(f"  index {index.name}: {'valid' if index.valid else 'INVALID (`tars db upgrade` rebuilds it)'}")
 
 
 @cli.group()

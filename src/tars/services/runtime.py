@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from tars.bus.base import EventBus, JobQueue, WorkerRegistry
+from tars.services.live import LiveEvents
 from tars.settings import Settings
 from tars.storage.database import SessionFactory
 
@@ -36,6 +37,10 @@ class Runtime:
     @cached_property
     def security(self) -> Security:
         return self.build_security()
+
+    @cached_property
+    def live(self) -> LiveEvents:
+        return LiveEvents(self.bus)
 
     def close(self) -> None:
         if "security" in self.__dict__:

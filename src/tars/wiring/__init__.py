@@ -1,8 +1,7 @@
 """The one place that builds concrete implementations from `Settings`: SQLite or PostgreSQL,
 the in-process bus or Redis, a local or a remote recorder. Entry points (the CLI, tests,
-benchmarks) call it; nothing below it knows which implementation it was given."""
+benchmarks) call it; nothing below it knows which implementation it was given.
 
-from tars.wiring.runtime import SchemaOutOfDate, build_runtime
-from tars.wiring.security import build_security, make_invalidations
-
-__all__ = ["SchemaOutOfDate", "build_runtime", "build_security", "make_invalidations"]
+Import the module you need (`tars.wiring.runtime`, `.security`, ...): this package imports nothing
+itself, so a worker that needs the queue never loads the database or the auth stack.
+"""

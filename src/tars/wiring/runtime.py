@@ -27,14 +27,10 @@ class SchemaOutOfDate(RuntimeError):
 
 def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
     if migrate_schema:
-        from tars.storage import migrate  # Alembic: only for the process that migrates
+        from tars.wiring.database import schema_service  # Alembic: only for the process that migrates
 
-        # Without the API's statement timeout: building an index or backfilling takes longer.
-        migrating = make_engine(settings.sqlalchemy_url, settings.db_pool(statement_timeout=False))
-        try:
-            migrate.upgrade(migrating)
-        finally:
-            migrating.dispose()
+        with schema_service(settings) as migrating:
+            migrating.upgrade()
     engine = make_engine(settings.sqlalchemy_url, settings.db_pool())
     if not migrate_schema and not schema.is_current(engine):
         engine.dispose()
