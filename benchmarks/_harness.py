@@ -24,14 +24,14 @@ import redis
 
 from tars.domain.runs import RunStatus
 from tars.domain.users import Role
+from tars.services.auth.apikeys import add_key as create_key
+from tars.services.auth.users import add_user as create_user
 from tars.services.runtime import Runtime
-from tars.wiring.runtime import build_runtime
-from tars.services.apikeys import create_key
-from tars.services.auth import create_user
 from tars.services.training import TrainingRequest, submit_training
 from tars.settings import Settings
 from tars.storage import runs
 from tars.storage.database import transaction
+from tars.wiring.runtime import build_runtime
 from tars.worker.resources import process_tree_rss
 
 MIB = 2**20

@@ -30,14 +30,14 @@ import redis
 from _harness import emit, postgres_database
 
 from tars.domain.users import Role
+from tars.services.auth import sessions as login_sessions
+from tars.services.auth.apikeys import add_key as create_key
+from tars.services.auth.passwords import hash_password, verify_password
+from tars.services.auth.users import add_user as create_user
 from tars.services.runtime import Runtime
-from tars.wiring.runtime import build_runtime
-from tars.services import login_sessions
-from tars.services.apikeys import create_key
-from tars.services.auth import create_user
-from tars.services.passwords import hash_password, verify_password
 from tars.settings import Settings
 from tars.storage.database import transaction
+from tars.wiring.runtime import build_runtime
 
 DATABASE = "tars_bench_auth"
 TARGET_P95_MS = 0.5
@@ -69,7 +69,9 @@ def seed(runtime: Runtime, keys: int) -> tuple[list[str], str]:
                 owner = owners[n % len(owners)]
                 made.append(create_key(session, None, username=owner.username, role=Role.VIEWER).key)
     with transaction(runtime.sessions) as session:
-        pair = login_sessions.start(session, runtime.security.tokens, runtime.security.lifetimes, admin, "127.0.0.1")
+        pair = login_sessions.start(
+            session, runtime.security.tokens, runtime.security.logins.lifetimes, admin, "127.0.0.1"
+        )
     return made, pair.access_token
 
 

@@ -85,7 +85,7 @@ from live_feed import Dashboard, summary
 from sqlalchemy import Engine, event
 
 from tars.domain.users import Role
-from tars.services.auth import create_user
+from tars.services.auth.users import add_user as create_user
 from tars.storage import evaluations, migrate
 from tars.storage.database import make_engine, make_session_factory, transaction
 

@@ -42,13 +42,13 @@ from _harness import emit, free_port
 from tars.client.live import LiveEvent, ReconnectingWebSocketClient, State
 from tars.domain.events import Event
 from tars.domain.users import Role
-from tars.services.runtime import Runtime
-from tars.wiring.runtime import build_runtime
-from tars.services.auth import create_user
+from tars.services.auth.users import add_user as create_user
 from tars.services.evaluations import submit_evaluation
+from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage.database import transaction
 from tars.storage.evaluations import NewEvaluation
+from tars.wiring.runtime import build_runtime
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -6,6 +6,7 @@ import os
 import secrets
 import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,11 +24,12 @@ from tars.api.applications import create_dashboard_app, create_orchestration_app
 from tars.cli.servers import make_server
 from tars.cli.workers import make_worker
 from tars.domain.users import Role
-from tars.services.auth import create_user
+from tars.services.auth.invalidations_file import DataDirInvalidations
+from tars.services.auth.users import Users
 from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage import migrate
-from tars.storage.database import make_engine, make_session_factory, transaction
+from tars.storage.database import make_engine, make_session_factory
 from tars.storage.users import get_user_by_username
 from tars.wiring.runtime import build_runtime
 from tars.worker.loop import Worker
@@ -86,9 +88,10 @@ def _prepare(url: str, *, with_users: bool) -> None:
     try:
         migrate.upgrade(engine)
         if with_users:
-            with transaction(make_session_factory(engine)) as session:
-                for role in Role:
-                    create_user(session, f"{role.value}-user", PASSWORD, role)
+            # Creating users changes no cached credential: the invalidations are never announced to.
+            users = Users(make_session_factory(engine), DataDirInvalidations(Path(tempfile.gettempdir())))
+            for role in Role:
+                users.create(f"{role.value}-user", PASSWORD, role)
     finally:
         engine.dispose()
 

@@ -12,12 +12,13 @@ from starlette.types import Receive, Scope, Send
 
 from tars.api.applications import create_dashboard_app, create_orchestration_app, shared_rate_limits
 from tars.api.ratelimit import RateLimitMiddleware, RateLimits
-from tars.bus.memory import DataDirInvalidations
-from tars.services.auth import TokenService
-from tars.services.credentials import Authenticator
+from tars.services.auth.credentials import Authenticator
+from tars.services.auth.invalidations_file import DataDirInvalidations
+from tars.services.auth.tokens import TokenService
 from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage.database import make_engine, make_session_factory
+from tars.wiring.ratelimits import rate_limit_storage
 from tests.conftest import free_port, make_settings
 
 
@@ -90,7 +91,9 @@ def test_unreachable_counters_let_requests_through(tmp_path: Path, caplog: pytes
     app = Starlette()
     sessions = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'unused.db'}"))
     authenticator = Authenticator(TokenService("t" * 48, 60), sessions, DataDirInvalidations(tmp_path))
-    app.add_middleware(RateLimitMiddleware, limits=RateLimits(dead), authenticator=authenticator)
+    app.add_middleware(
+        RateLimitMiddleware, limits=RateLimits(dead, rate_limit_storage(dead)), authenticator=authenticator
+    )
     app.mount("/api", ok)
     with TestClient(app) as client:
         assert client.get("/api/v1/agents").status_code == 200

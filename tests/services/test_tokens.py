@@ -13,7 +13,8 @@ import jwt
 import pytest
 
 from tars.domain.users import Role
-from tars.services.auth import AUDIENCE, ISSUER, AuthenticationFailed, TokenService
+from tars.services.auth import AuthenticationFailed
+from tars.services.auth.tokens import AUDIENCE, ISSUER, TokenService
 from tars.storage.tables import UserRow
 from tars.wiring.keys import jwt_keys
 from tests.conftest import make_settings

@@ -19,7 +19,7 @@ from tars.cli.main import cli
 from tars.cli.workers import SeparateWorker, make_separate_worker
 from tars.domain.runs import RunStatus
 from tars.domain.users import Role
-from tars.services.apikeys import create_key
+from tars.services.auth.apikeys import add_key as create_key
 from tars.services.runtime import Runtime
 from tars.services.training import cancel_run
 from tars.settings import Settings

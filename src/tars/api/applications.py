@@ -64,7 +64,7 @@ def _base_app(
     app.add_middleware(RequestMetricsMiddleware, service=service)
     app.add_middleware(SecurityHeadersMiddleware)
     if rate_limits is None and settings.rate_limit_enabled:
-        rate_limits = RateLimits(settings)
+        rate_limits = RateLimits(settings, runtime.rate_limit_storage())
     app.state.rate_limits = rate_limits
     if app.state.rate_limits is not None:
         app.add_middleware(RateLimitMiddleware, limits=app.state.rate_limits, authenticator=security.authenticator)
@@ -89,7 +89,7 @@ def _base_app(
 def shared_rate_limits(runtime: Runtime) -> RateLimits | None:
     """One budget for services that run in one process (`tars up`), so a client cannot spend it
     twice by calling both; apart, they share it through Redis or not at all (embedded)."""
-    return RateLimits(runtime.settings) if runtime.settings.rate_limit_enabled else None
+    return RateLimits(runtime.settings, runtime.rate_limit_storage()) if runtime.settings.rate_limit_enabled else None
 
 
 def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = None) -> FastAPI:

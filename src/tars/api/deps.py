@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from tars.domain.users import Principal, Role
 from tars.services.auth import AuthenticationFailed
-from tars.services.credentials import Authenticator
+from tars.services.auth.credentials import Authenticator
 from tars.services.runtime import Runtime
 
 _bearer = HTTPBearer(

@@ -27,7 +27,7 @@ from tars.api.deps import presented_credential
 from tars.api.schemas import Region
 from tars.domain.users import Principal, Role
 from tars.services.auth import AuthenticationFailed
-from tars.services.credentials import Authenticator
+from tars.services.auth.credentials import Authenticator
 from tars.storage.evaluations import EVALUATION_COLUMNS, decode_cursor, encode_cursor
 
 PATH = "/api/v1/evaluations"

@@ -15,15 +15,14 @@ import re
 import time
 
 from limits import RateLimitItem, parse_many
+from limits.aio.storage import Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from limits.storage import storage_from_string
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tars.api.deps import authenticate_off_loop, presented_credential
-from tars.bus import keys
 from tars.services.auth import AuthenticationFailed
-from tars.services.credentials import Authenticator
+from tars.services.auth.credentials import Authenticator
 from tars.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,13 +33,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class RateLimits:
-    def __init__(self, settings: Settings) -> None:
-        if settings.redis_url is None:
-            storage = storage_from_string("async+memory://")
-        else:
-            storage = storage_from_string(
-                "async+" + settings.redis_url, key_prefix=keys.RATE_LIMIT_PREFIX, implementation="redispy"
-            )
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        """The settings' limits, counted in ``storage`` (tars.wiring picks memory or Redis)."""
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._limits: dict[str, list[RateLimitItem]] = {
             "login": parse_many(settings.rate_limit_login),

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import pydantic.dataclasses
 from pydantic import BaseModel, ConfigDict, Field
 
+from tars.domain.audit import AuditEvent
 from tars.domain.errors import InvalidField
 from tars.domain.regions import REGIONS
+from tars.domain.users import ApiKey, User
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 # Row ids, in a path say, within their column's range (422, not a 500 from the database): INTEGER is 32 bits on
@@ -95,14 +98,8 @@ class UserPatch(RequestModel):
     active: bool | None = None
 
 
-class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    username: str
-    role: str
-    active: bool
-    created_at: datetime
+# Responses are the services' records themselves: one declaration each, in tars.domain.
+UserOut = User
 
 
 class UserListOut(BaseModel):
@@ -116,20 +113,11 @@ class ApiKeyIn(RequestModel):
     expires_in: str | None = Field(default=None, max_length=16, description="e.g. 30d, 12h, 2w; none: no expiry")
 
 
-class ApiKeyOut(BaseModel):
-    id: int
-    prefix: str = Field(description="The key's public part, safe to show and log")
-    user_id: int
-    name: str | None
-    role: str
-    active: bool
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+ApiKeyOut = ApiKey
 
 
-class ApiKeyCreatedOut(ApiKeyOut):
+@pydantic.dataclasses.dataclass(frozen=True)
+class ApiKeyCreatedOut(ApiKey):
     key: str = Field(description="The whole key. Shown this once: store it now")
 
 
@@ -137,20 +125,7 @@ class ApiKeyListOut(BaseModel):
     items: list[ApiKeyOut]
 
 
-class AuditEventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    created_at: datetime
-    actor: str
-    actor_user_id: int | None
-    credential: str | None
-    credential_id: str | None
-    address: str | None
-    action: str
-    target: str | None
-    outcome: str
-    details: dict[str, Any] | None
+AuditEventOut = AuditEvent
 
 
 class AuditPageOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
@@ -122,33 +122,6 @@ class EventBus(Protocol):
     async def history(self, channel: str, after: int | None) -> History:
         """The events of ``channel`` after id ``after``, in order; with ``after`` None, none of
         them, only the latest id."""
-        ...
-
-    def close(self) -> None: ...
-
-
-# Called with what changed ("key:<prefix>", "user:<id>", "session:<id>"), or with None when anything
-# may have changed (a listener that was disconnected cannot know what it missed).
-InvalidationHandler = Callable[[str | None], None]
-
-
-class Invalidations(Protocol):
-    """Tells every process that a cached credential changed (revoked, deactivated, demoted)."""
-
-    def announce(self, topic: str) -> None: ...
-
-    def listen(self, handler: InvalidationHandler) -> None:
-        """Call ``handler`` for every announcement from now on, in any process."""
-        ...
-
-    @property
-    def reliable(self) -> bool:
-        """False while announcements may be missed: caches must not be trusted then."""
-        ...
-
-    def check(self) -> None:
-        """Deliver what other processes announced, for an implementation that has to look (called
-        before every cached answer; must cost microseconds)."""
         ...
 
     def close(self) -> None: ...

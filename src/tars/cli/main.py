@@ -10,6 +10,7 @@ import click
 from pydantic import ValidationError
 
 from tars.cli import client
+from tars.cli.accounts import accounts
 from tars.cli.apikeys import apikeys
 from tars.cli.dev import dev
 from tars.domain.users import Role
@@ -203,17 +204,13 @@ def users() -> None:
 @click.pass_context
 def users_create(ctx: click.Context, username: str, role: str, password_stdin: bool) -> None:
     """Create USERNAME; the password is asked for (or read from stdin), never given as an argument."""
-    from tars.cli.database import database
-    from tars.services.auth import create_user
-    from tars.storage.database import make_session_factory, transaction
-
     if password_stdin or not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    with database(_settings(ctx)) as engine, transaction(make_session_factory(engine)) as session:
-        user = create_user(session, username, password, Role(role))
-        click.echo(f"created user {user.username} ({user.role})")
+    with accounts(_settings(ctx)) as opened:
+        user = opened.users.create(username, password, Role(role))
+    click.echo(f"created user {user.username} ({user.role})")
 
 
 cli.add_command(apikeys)

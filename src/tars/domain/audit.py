@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class AuditAction(StrEnum):
@@ -25,3 +28,27 @@ class AuditAction(StrEnum):
 class Outcome(StrEnum):
     SUCCESS = "success"
     FAILURE = "failure"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    created_at: datetime
+    actor: str
+    actor_user_id: int | None
+    credential: str | None
+    credential_id: str | None
+    address: str | None
+    action: str
+    target: str | None
+    outcome: str
+    details: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    action: AuditAction | None = None
+    actor: str | None = None
+    outcome: Outcome | None = None
+    since: datetime | None = None
+    until: datetime | None = None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -42,3 +43,31 @@ class Principal:
 
     def at(self, address: str | None) -> Principal:
         return Principal(self.user_id, self.username, self.role, self.credential, self.credential_id, address)
+
+
+@dataclass(frozen=True)
+class User:
+    """An account as the services hand it out: never its password hash."""
+
+    id: int
+    username: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A machine's key as it may be shown: its public prefix, never its secret or hash."""
+
+    id: int
+    # The key's public part ("tars_<12 hex>"), safe to show and log.
+    prefix: str
+    user_id: int
+    name: str | None
+    role: Role
+    active: bool
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None

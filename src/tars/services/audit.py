@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tars.domain.audit import AuditAction, Outcome
+from tars.domain.audit import AuditAction, AuditEvent, AuditFilter, Outcome
 from tars.domain.users import Principal
 from tars.storage import audit
+from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import AuditEventRow
 
 log = logging.getLogger("tars.audit")
@@ -44,3 +45,23 @@ def record(
     audit.add_event(session, row)
     log.info("%s %s %s by %s from %s", row.action, row.target or "-", row.outcome, row.actor, row.address or "-")
     return row
+
+
+def record_alone(
+    sessions: SessionFactory, action: AuditAction, *, outcome: Outcome, target: str, actor: str, address: str | None
+) -> None:
+    """Record what happened without a principal (a failed login) in a transaction of its own."""
+    with transaction(sessions) as session:
+        record(session, None, action, target=target, outcome=outcome, actor=actor, address=address)
+
+
+class AuditLog:
+    """Reading the log back, as an administrator does."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    def events(self, where: AuditFilter, *, limit: int, before_id: int | None = None) -> list[AuditEvent]:
+        """Newest first; ``before_id`` continues a page (ids grow with time)."""
+        with self._sessions() as session:
+            return audit.list_events(session, where, limit=limit, before_id=before_id)

@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from tars.bus.base import EventBus, JobQueue, WorkerRegistry
+from tars.services.audit import AuditLog
 from tars.services.live import LiveEvents
 from tars.settings import Settings
 from tars.storage.database import SessionFactory
 
 if TYPE_CHECKING:
-    from tars.services.security import Security
+    from limits.aio.storage import Storage
+
+    from tars.services.auth.security import Security
 
 
 @dataclass
@@ -33,6 +36,9 @@ class Runtime:
     # Authentication is built on first use: a worker never authenticates anyone, and the JWT, argon2
     # and cryptography stack would cost each worker process about 11 MB.
     build_security: Callable[[], Security] = field(repr=False, kw_only=True)
+    # Where an app's rate-limit counters live (a new store each call: apps in one process share one
+    # only when handed the same limits).
+    rate_limit_storage: Callable[[], Storage] = field(repr=False, kw_only=True)
 
     @cached_property
     def security(self) -> Security:
@@ -41,6 +47,10 @@ class Runtime:
     @cached_property
     def live(self) -> LiveEvents:
         return LiveEvents(self.bus)
+
+    @cached_property
+    def audit_log(self) -> AuditLog:
+        return AuditLog(self.sessions)
 
     def close(self) -> None:
         if "security" in self.__dict__:

@@ -6,6 +6,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import NotFound
+from tars.domain.users import ApiKey, Role
 from tars.storage.tables import ApiKeyRow, UserRow
 
 
@@ -30,13 +31,28 @@ def key_with_owner(session: Session, prefix: str) -> tuple[ApiKeyRow, UserRow] |
     return None if found is None else (found[0], found[1])
 
 
-def list_keys(session: Session, *, user_id: int | None = None, include_revoked: bool = False) -> list[ApiKeyRow]:
+def list_keys(session: Session, *, username: str | None = None, include_revoked: bool = False) -> list[ApiKey]:
     query = select(ApiKeyRow).order_by(ApiKeyRow.id)
-    if user_id is not None:
-        query = query.where(ApiKeyRow.user_id == user_id)
+    if username is not None:
+        query = query.join(UserRow, UserRow.id == ApiKeyRow.user_id).where(UserRow.username == username)
     if not include_revoked:
         query = query.where(ApiKeyRow.active)
-    return list(session.scalars(query))
+    return [key_record(row) for row in session.scalars(query)]
+
+
+def key_record(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        prefix=row.key_prefix,
+        user_id=row.user_id,
+        name=row.name,
+        role=Role(row.role),
+        active=row.active,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
 
 
 def record_last_use(session: Session, uses: dict[int, datetime]) -> None:

@@ -4,7 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import Conflict
-from tars.domain.users import Role
+from tars.domain.users import Role, User
 from tars.storage.tables import UserRow
 
 
@@ -25,5 +25,9 @@ def get_user(session: Session, user_id: int) -> UserRow | None:
     return session.get(UserRow, user_id)
 
 
-def list_users(session: Session) -> list[UserRow]:
-    return list(session.scalars(select(UserRow).order_by(UserRow.id)))
+def list_users(session: Session) -> list[User]:
+    return [user_record(row) for row in session.scalars(select(UserRow).order_by(UserRow.id))]
+
+
+def user_record(row: UserRow) -> User:
+    return User(row.id, row.username, Role(row.role), row.active, row.created_at)

@@ -16,9 +16,10 @@ from tars.settings import Settings
 from tars.storage import schema
 from tars.storage.agents import ensure_builtin_agents
 from tars.storage.database import SessionFactory, make_engine, make_session_factory, transaction
+from tars.wiring.ratelimits import rate_limit_storage
 
 if TYPE_CHECKING:
-    from tars.services.security import Security
+    from tars.services.auth.security import Security
 
 
 class SchemaOutOfDate(RuntimeError):
@@ -67,6 +68,7 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
         bus=bus,
         registry=registry,
         build_security=partial(_build_security, settings, sessions),
+        rate_limit_storage=partial(rate_limit_storage, settings),
     )
 
 

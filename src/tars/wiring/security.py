@@ -1,4 +1,5 @@
-"""Builds authentication for the API services from the settings.
+"""Builds authentication for the API services, and account management for the command line, from
+the settings.
 
 Apart from the runtime's other parts because a worker never authenticates anyone: the JWT, argon2
 and cryptography stack it would otherwise load costs every worker process about 11 MB.
@@ -6,15 +7,19 @@ and cryptography stack it would otherwise load costs every worker process about 
 
 from __future__ import annotations
 
-from tars.bus.base import Invalidations
-from tars.bus.memory import DataDirInvalidations
-from tars.bus.redis_invalidations import RedisInvalidations
-from tars.services.auth import TokenService
-from tars.services.credentials import Authenticator
-from tars.services.login_sessions import SessionLifetimes
-from tars.services.security import Security
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tars.services.auth.accounts import Accounts
+from tars.services.auth.credentials import Authenticator
+from tars.services.auth.invalidations import Invalidations
+from tars.services.auth.invalidations_file import DataDirInvalidations
+from tars.services.auth.invalidations_redis import RedisInvalidations
+from tars.services.auth.security import Security
+from tars.services.auth.sessions import LoginSessions, SessionLifetimes
+from tars.services.auth.tokens import TokenService
 from tars.settings import Settings
-from tars.storage.database import SessionFactory
+from tars.storage.database import SessionFactory, make_engine, make_session_factory
 from tars.wiring.keys import jwt_keys
 
 
@@ -38,9 +43,31 @@ def build_security(settings: Settings, sessions: SessionFactory) -> Security:
         cache_seconds=settings.auth_cache_seconds,
         last_use_flush_seconds=settings.api_key_last_used_flush_seconds,
     )
+    lifetimes = SessionLifetimes(settings.refresh_token_expires_seconds, settings.session_max_seconds)
     return Security(
         tokens=tokens,
         invalidations=invalidations,
         authenticator=authenticator,
-        lifetimes=SessionLifetimes(settings.refresh_token_expires_seconds, settings.session_max_seconds),
+        logins=LoginSessions(sessions, tokens, lifetimes, invalidations),
+        accounts=Accounts.on(sessions, invalidations),
     )
+
+
+@contextmanager
+def open_accounts(settings: Settings) -> Iterator[Accounts]:
+    """Users and API keys for the command line, on the settings' database; what changes is announced
+    to the running services at once. Embedded, the schema is brought up to date first (as `tars up`
+    would)."""
+    engine = make_engine(settings.sqlalchemy_url)
+    invalidations: Invalidations | None = None
+    try:
+        if settings.embedded:
+            from tars.storage import migrate  # Alembic: only for a command that migrates
+
+            migrate.upgrade(engine)
+        invalidations = make_invalidations(settings)
+        yield Accounts.on(make_session_factory(engine), invalidations)
+    finally:
+        if invalidations is not None:
+            invalidations.close()
+        engine.dispose()

@@ -5,17 +5,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from tars.api.deps import AdminPrincipal, SessionDep
-from tars.api.schemas import AuditEventOut, AuditPageOut, BigRowId, check_query_times
-from tars.domain.audit import AuditAction, Outcome
-from tars.storage import audit
+from tars.api.deps import AdminPrincipal, RuntimeDep
+from tars.api.schemas import AuditPageOut, BigRowId, check_query_times
+from tars.domain.audit import AuditAction, AuditFilter, Outcome
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 
 @router.get("", response_model=AuditPageOut)
 def list_audit_events(
-    session: SessionDep,
+    runtime: RuntimeDep,
     _principal: AdminPrincipal,
     action: AuditAction | None = None,
     actor: Annotated[str | None, Query(max_length=128)] = None,
@@ -27,17 +26,7 @@ def list_audit_events(
 ) -> AuditPageOut:
     """Who did what, when and from where; newest first."""
     check_query_times(since=since, until=until)
-    rows = audit.list_events(
-        session,
-        audit.AuditFilter(
-            action=action.value if action else None,
-            actor=actor,
-            outcome=outcome.value if outcome else None,
-            since=since,
-            until=until,
-        ),
-        limit=limit,
-        before_id=before_id,
-    )
-    next_before = rows[-1].id if len(rows) == limit else None
-    return AuditPageOut(items=[AuditEventOut.model_validate(row) for row in rows], next_before_id=next_before)
+    where = AuditFilter(action=action, actor=actor, outcome=outcome, since=since, until=until)
+    events = runtime.audit_log.events(where, limit=limit, before_id=before_id)
+    next_before = events[-1].id if len(events) == limit else None
+    return AuditPageOut(items=events, next_before_id=next_before)

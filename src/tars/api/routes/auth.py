@@ -5,17 +5,12 @@ import math
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from tars.api.deps import ClientAddress, Public, RuntimeDep, SessionDep, ViewerPrincipal
+from tars.api.deps import ClientAddress, Public, RuntimeDep, ViewerPrincipal
 from tars.api.errors import UNREADABLE_BODY
 from tars.api.ratelimit import RateLimits
 from tars.api.schemas import LoginIn, LogoutIn, RefreshIn, TokenOut
-from tars.domain.audit import AuditAction, Outcome
-from tars.domain.users import Credential
-from tars.services import audit, login_sessions
-from tars.services.auth import AuthenticationFailed, authenticate
-from tars.services.credentials import session_topic
-from tars.services.runtime import Runtime
-from tars.storage.database import transaction
+from tars.services.auth import AuthenticationFailed
+from tars.services.auth.sessions import TokenPair
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -32,9 +27,7 @@ UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
         429: {"description": "too many failed logins"},
     },
 )
-async def login(
-    body: LoginIn, session: SessionDep, runtime: RuntimeDep, request: Request, address: ClientAddress
-) -> TokenOut:
+async def login(body: LoginIn, runtime: RuntimeDep, request: Request, address: ClientAddress) -> TokenOut:
     limits: RateLimits | None = request.app.state.rate_limits
     failures = f"user:{body.username.lower()}"
     if limits is not None and (wait := await limits.wait_needed("login-failure", failures)) > 0:
@@ -46,14 +39,11 @@ async def login(
             headers={"Retry-After": retry_after},
         )
     try:
-        user = await run_in_threadpool(authenticate, session, body.username, body.password)
+        pair = await run_in_threadpool(runtime.security.logins.log_in, body.username, body.password, address)
     except AuthenticationFailed as exc:
         if limits is not None:
             await limits.count("login-failure", failures)
-        await run_in_threadpool(_record_failed_login, runtime, body.username, address)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=UNAUTHORIZED) from exc
-    with transaction(runtime.sessions) as writing:
-        pair = login_sessions.start(writing, runtime.security.tokens, runtime.security.lifetimes, user, address)
     return _token_out(pair)
 
 
@@ -67,22 +57,10 @@ def refresh(body: RefreshIn, runtime: RuntimeDep, address: ClientAddress) -> Tok
     """Exchange a refresh token for a new pair. Each refresh token works once: presenting one again
     ends its whole session."""
     try:
-        with transaction(runtime.sessions) as session:
-            security = runtime.security
-            refreshed = login_sessions.refresh(
-                session, security.tokens, security.lifetimes, body.refresh_token, address
-            )
+        pair = runtime.security.logins.refresh(body.refresh_token, address)
     except AuthenticationFailed as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=UNAUTHORIZED) from exc
-    if refreshed.revoked_session is not None:
-        runtime.security.authenticator.forget(session_topic(refreshed.revoked_session))
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "this refresh token was used before; the session is ended for safety, log in again",
-            headers=UNAUTHORIZED,
-        )
-    assert refreshed.pair is not None
-    return _token_out(refreshed.pair)
+    return _token_out(pair)
 
 
 @router.post(
@@ -96,31 +74,14 @@ def refresh(body: RefreshIn, runtime: RuntimeDep, address: ClientAddress) -> Tok
 )
 def logout(body: LogoutIn, principal: ViewerPrincipal, runtime: RuntimeDep) -> Response:
     """End a login session: its refresh tokens and its access tokens stop working on every replica."""
-    with transaction(runtime.sessions) as session:
-        session_id = principal.credential_id if principal.credential is Credential.TOKEN else None
-        if body.refresh_token is not None:
-            owner = login_sessions.session_of_refresh_token(session, body.refresh_token)
-            if owner is None:
-                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid refresh token", headers=UNAUTHORIZED)
-            session_id = owner
-        if session_id is None:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, "no session to end: API keys are revoked, not logged out"
-            )
-        login_sessions.end(session, principal, session_id)
-    runtime.security.authenticator.forget(session_topic(session_id))
+    try:
+        runtime.security.logins.log_out(principal, body.refresh_token)
+    except AuthenticationFailed as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers=UNAUTHORIZED) from exc
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _record_failed_login(runtime: Runtime, username: str, address: str | None) -> None:
-    with transaction(runtime.sessions) as session:
-        audit.record(
-            session, None, AuditAction.LOGIN, target=username[:64], outcome=Outcome.FAILURE, actor=username[:64],
-            address=address,
-        )  # fmt: skip
-
-
-def _token_out(pair: login_sessions.TokenPair) -> TokenOut:
+def _token_out(pair: TokenPair) -> TokenOut:
     return TokenOut(
         access_token=pair.access_token,
         expires_in=pair.expires_in,

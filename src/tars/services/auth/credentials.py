@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from tars.bus.base import Invalidations
 from tars.domain.users import Credential, Principal, Role
-from tars.services import apikeys, login_sessions
-from tars.services.auth import AuthenticationFailed, TokenService
+from tars.services.auth import apikeys
+from tars.services.auth.errors import AuthenticationFailed
+from tars.services.auth.invalidations import Invalidations, key_topic, session_topic, user_topic
+from tars.services.auth.sessions import session_is_live
+from tars.services.auth.tokens import TokenService
 from tars.storage import apikeys as apikey_rows
 from tars.storage import users
 from tars.storage.database import SessionFactory, transaction
@@ -45,18 +47,6 @@ class _Key:
 class _User:
     role: Role
     active: bool
-
-
-def key_topic(prefix: str) -> str:
-    return f"key:{prefix}"
-
-
-def user_topic(user_id: int) -> str:
-    return f"user:{user_id}"
-
-
-def session_topic(session_id: str) -> str:
-    return f"session:{session_id}"
 
 
 class Authenticator:
@@ -175,7 +165,7 @@ class Authenticator:
 
     def _load_session(self, session_id: str) -> bool:
         with self._sessions() as session:
-            return login_sessions.session_is_live(session, session_id, utcnow())
+            return session_is_live(session, session_id, utcnow())
 
     # the cache
 

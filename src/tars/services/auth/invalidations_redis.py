@@ -9,7 +9,7 @@ import threading
 import redis
 
 from tars.bus import keys
-from tars.bus.base import InvalidationHandler
+from tars.services.auth.invalidations import InvalidationHandler
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,15 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from tars.domain.audit import AuditAction, Outcome
+from tars.domain.errors import InvalidField
 from tars.domain.users import Credential, Principal, Role
 from tars.services import audit
-from tars.services.auth import AuthenticationFailed, TokenService
+from tars.services.auth.errors import AuthenticationFailed
+from tars.services.auth.invalidations import Invalidations, session_topic
+from tars.services.auth.passwords import verify_password
+from tars.services.auth.tokens import Subject, TokenService
 from tars.storage import auth_sessions, users
+from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import AuthSessionRow, RefreshTokenRow, UserRow
 from tars.storage.types import utcnow
 
@@ -43,6 +48,80 @@ class TokenPair:
     session_id: str
 
 
+class RefreshTokenReused(AuthenticationFailed):
+    """A rotated refresh token came back: its session is revoked, everywhere."""
+
+    def __init__(self) -> None:
+        super().__init__("this refresh token was used before; the session is ended for safety, log in again")
+
+
+class LoginSessions:
+    """Logging in with a password, refreshing, logging out: each one transaction, announced to
+    every replica when it ends a session."""
+
+    def __init__(
+        self, sessions: SessionFactory, tokens: TokenService, lifetimes: SessionLifetimes, invalidations: Invalidations
+    ) -> None:
+        self._sessions = sessions
+        self._tokens = tokens
+        self.lifetimes = lifetimes
+        self._invalidations = invalidations
+
+    def log_in(self, username: str, password: str, address: str | None) -> TokenPair:
+        """A new login session; AuthenticationFailed (audited) for a wrong password, an unknown or a
+        deactivated user, with one message for every cause."""
+        with self._sessions() as session:
+            user = _user_named(session, username)
+        # Outside any transaction: checking a password is slow on purpose. Checked (against a dummy
+        # hash) even for a user that does not exist, so the time taken tells nothing either.
+        verified = verify_password(user.password_hash if user is not None else None, password)
+        if user is None or not verified or not user.active:
+            audit.record_alone(
+                self._sessions,
+                AuditAction.LOGIN,
+                outcome=Outcome.FAILURE,
+                target=username[:64],
+                actor=username[:64],
+                address=address,
+            )
+            # One message for every cause, so a login never tells which usernames exist.
+            raise AuthenticationFailed("incorrect username or password")
+        with transaction(self._sessions) as session:
+            return start(session, self._tokens, self.lifetimes, user, address)
+
+    def refresh(self, refresh_token: str, address: str | None) -> TokenPair:
+        """Exchange ``refresh_token`` for a new pair. Each refresh token works once: presenting one
+        again ends its whole session (RefreshTokenReused)."""
+        with transaction(self._sessions) as session:
+            refreshed = refresh(session, self._tokens, self.lifetimes, refresh_token, address)
+        if refreshed.revoked_session is not None:
+            self._invalidations.announce(session_topic(refreshed.revoked_session))
+            raise RefreshTokenReused
+        assert refreshed.pair is not None
+        return refreshed.pair
+
+    def log_out(self, by: Principal, refresh_token: str | None) -> None:
+        """End the session of ``refresh_token``, or else the caller's own: its refresh tokens and
+        its access tokens stop working on every replica."""
+        with transaction(self._sessions) as session:
+            session_id = by.credential_id if by.credential is Credential.TOKEN else None
+            if refresh_token is not None:
+                session_id = session_of_refresh_token(session, refresh_token)
+                if session_id is None:
+                    raise AuthenticationFailed("invalid refresh token")
+            if session_id is None:
+                raise InvalidField("refresh_token", "no session to end: API keys are revoked, not logged out")
+            end(session, by, session_id)
+        self._invalidations.announce(session_topic(session_id))
+
+
+def _user_named(session: Session, username: str) -> UserRow | None:
+    user = users.get_user_by_username(session, username)
+    if user is not None:
+        session.expunge(user)  # read after this session closes
+    return user
+
+
 @dataclass(frozen=True)
 class Refreshed:
     pair: TokenPair | None
@@ -51,7 +130,7 @@ class Refreshed:
 
 
 def start(
-    session: Session, tokens: TokenService, lifetimes: SessionLifetimes, user: UserRow, address: str | None
+    session: Session, tokens: TokenService, lifetimes: SessionLifetimes, user: Subject, address: str | None
 ) -> TokenPair:
     """A new login session for ``user``, whose password was just checked; audited as a login."""
     now = utcnow()
@@ -128,7 +207,7 @@ def _pair(
     session: Session,
     tokens: TokenService,
     lifetimes: SessionLifetimes,
-    user: UserRow,
+    user: Subject,
     login: AuthSessionRow,
     now: datetime,
 ) -> TokenPair:

@@ -19,9 +19,11 @@ from sqlalchemy.orm import Session
 
 from tars.domain.audit import AuditAction
 from tars.domain.errors import Conflict, InvalidField, NotFound
-from tars.domain.users import Principal, Role
+from tars.domain.users import ApiKey, Principal, Role
 from tars.services import audit
+from tars.services.auth.invalidations import Invalidations, key_topic
 from tars.storage import apikeys, users
+from tars.storage.database import SessionFactory, transaction
 from tars.storage.tables import ApiKeyRow
 from tars.storage.types import utcnow
 
@@ -35,7 +37,7 @@ MAX_LIFETIME = timedelta(days=3650)
 
 @dataclass(frozen=True)
 class CreatedKey:
-    row: ApiKeyRow
+    record: ApiKey
     # The only time the whole key exists outside its holder.
     key: str
 
@@ -70,7 +72,46 @@ def parse_lifetime(text: str) -> timedelta:
     return lifetime
 
 
-def create_key(
+class ApiKeys:
+    def __init__(self, sessions: SessionFactory, invalidations: Invalidations) -> None:
+        self._sessions = sessions
+        self._invalidations = invalidations
+
+    def create(
+        self,
+        by: Principal | None,
+        *,
+        username: str,
+        role: Role,
+        name: str | None = None,
+        expires_in: str | None = None,
+    ) -> CreatedKey:
+        """A key for a machine acting as ``username`` with ``role``, expiring after ``expires_in``
+        ("30d", "12h" ...; None: never)."""
+        lifetime = parse_lifetime(expires_in) if expires_in else None
+        with transaction(self._sessions) as session:
+            return add_key(session, by, username=username, role=role, name=name, lifetime=lifetime)
+
+    def list(self, *, username: str | None = None, include_revoked: bool = False) -> list[ApiKey]:
+        """Keys in id order; only ``username``'s when given (none for a user that does not exist)."""
+        with self._sessions() as session:
+            return apikeys.list_keys(session, username=username, include_revoked=include_revoked)
+
+    def revoke(self, by: Principal | None, key: int | str) -> ApiKey:
+        """Revoke by id or by prefix: every replica refuses the key from the moment this returns."""
+        with transaction(self._sessions) as session:
+            row = _find(session, key)
+            if not row.active:
+                raise Conflict(f"API key {row.key_prefix} is already revoked")
+            row.active = False
+            row.revoked_at = utcnow()
+            audit.record(session, by, AuditAction.API_KEY_REVOKED, target=row.key_prefix)
+            revoked = apikeys.key_record(row)
+        self._invalidations.announce(key_topic(revoked.prefix))
+        return revoked
+
+
+def add_key(
     session: Session,
     by: Principal | None,
     *,
@@ -79,6 +120,7 @@ def create_key(
     name: str | None = None,
     lifetime: timedelta | None = None,
 ) -> CreatedKey:
+    """`ApiKeys.create` inside the caller's transaction (seeding many keys at once)."""
     owner = users.get_user_by_username(session, username)
     if owner is None:
         raise InvalidField("user", f"no user {username!r}")
@@ -110,18 +152,7 @@ def create_key(
         target=prefix,
         details={"user": owner.username, "role": role.value, "name": name, "expires_at": _iso(row.expires_at)},
     )
-    return CreatedKey(row, key)
-
-
-def revoke_key(session: Session, by: Principal | None, key: int | str) -> ApiKeyRow:
-    """Revoke by id or by prefix; the caller announces it to every replica after the commit."""
-    row = _find(session, key)
-    if not row.active:
-        raise Conflict(f"API key {row.key_prefix} is already revoked")
-    row.active = False
-    row.revoked_at = utcnow()
-    audit.record(session, by, AuditAction.API_KEY_REVOKED, target=row.key_prefix)
-    return row
+    return CreatedKey(apikeys.key_record(row), key)
 
 
 def _find(session: Session, key: int | str) -> ApiKeyRow:

@@ -1,4 +1,4 @@
-"""Users, passwords, and the signed access tokens a login session hands out."""
+"""The signed access tokens a login session hands out, and their checking on every request."""
 
 from __future__ import annotations
 
@@ -7,32 +7,34 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
-from sqlalchemy.orm import Session
 
-from tars.domain.audit import AuditAction
-from tars.domain.errors import Conflict, InvalidField, NotFound
-from tars.domain.users import Credential, Principal, Role
-from tars.services import audit
-from tars.services.passwords import hash_password, verify_password
-from tars.storage import users
-from tars.storage.tables import UserRow
+from tars.domain.users import Principal, Role
+from tars.services.auth.errors import AuthenticationFailed
 from tars.storage.types import utcnow
 
 ISSUER = "tars"
 AUDIENCE = "tars-api"
-MIN_PASSWORD_LENGTH = 8
 # Symmetric (the secret from settings) or asymmetric (a key pair: replicas that only verify could
 # hold the public key alone).
 ALGORITHMS = ("HS256", "RS256", "EdDSA")
 
-__all__ = ["AuthenticationFailed", "IssuedToken", "Principal", "TokenService"]
+__all__ = ["AuthenticationFailed", "IssuedToken", "Subject", "TokenService", "VerifiedToken"]
 
 
-class AuthenticationFailed(Exception):
-    """Credentials or a token could not be accepted; the message is safe to show."""
+class Subject(Protocol):
+    """Whom a token is issued to: a user record (or anything that reads like one)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,12 @@ class TokenService:
         self._verified: dict[str, tuple[VerifiedToken, float, float]] = {}
         self._verified_lock = threading.Lock()
 
-    def issue(self, user: UserRow, *, session_id: str | None = None) -> IssuedToken:
+    def issue(self, user: Subject, *, session_id: str | None = None) -> IssuedToken:
         now = utcnow()
         claims: dict[str, Any] = {
             "sub": str(user.id),
             "name": user.username,
-            "role": user.role,
+            "role": str(user.role),
             "iss": ISSUER,
             "aud": AUDIENCE,
             "iat": now,
@@ -125,53 +127,3 @@ class TokenService:
                 self._verified.pop(next(iter(self._verified)), None)  # the oldest
             self._verified[token] = (verified, valid_from, valid_until)
         return verified
-
-
-def valid_username(username: str) -> bool:
-    return 0 < len(username) <= 64 and username.replace("-", "").replace("_", "").replace(".", "").isalnum()
-
-
-def create_user(session: Session, username: str, password: str, role: Role, *, by: Principal | None = None) -> UserRow:
-    if not valid_username(username):
-        raise InvalidField("username", "use 1-64 letters, digits, '.', '-' or '_'")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidField("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > 1024:
-        raise InvalidField("password", "at most 1024 characters")
-    row = users.create_user(session, username, hash_password(password), role)
-    audit.record(session, by, AuditAction.USER_CREATED, target=username, details={"role": role.value})
-    return row
-
-
-def update_user(
-    session: Session, by: Principal | None, user_id: int, *, role: Role | None = None, active: bool | None = None
-) -> UserRow:
-    """Change a user's role or standing; the caller tells every replica to forget cached credentials."""
-    user = users.get_user(session, user_id)
-    if user is None:
-        raise NotFound("user", user_id)
-    if by is not None and by.user_id == user_id and (active is False or (role is not None and role != user.role)):
-        raise Conflict("an admin cannot demote or deactivate themself; ask another admin")
-    if role is not None and role != user.role:
-        audit.record(
-            session, by, AuditAction.ROLE_CHANGED, target=user.username, details={"from": user.role, "to": role.value}
-        )
-        user.role = role.value
-    if active is not None and active != user.active:
-        action = AuditAction.USER_REACTIVATED if active else AuditAction.USER_DEACTIVATED
-        audit.record(session, by, action, target=user.username)
-        user.active = active
-    return user
-
-
-def authenticate(session: Session, username: str, password: str) -> UserRow:
-    user = users.get_user_by_username(session, username)
-    ok = verify_password(user.password_hash if user else None, password)
-    if user is None or not ok or not user.active:
-        # One message for every cause, so a login never tells which usernames exist.
-        raise AuthenticationFailed("incorrect username or password")
-    return user
-
-
-def password_principal(user: UserRow, address: str | None) -> Principal:
-    return Principal(user.id, user.username, Role(user.role), Credential.PASSWORD, None, address)
