@@ -122,7 +122,7 @@ def train_and_wait(runtime: Runtime, request: TrainingRequest, evaluation_episod
     )
     while True:
         with runtime.sessions() as session:
-            row = runs.get_run(session, run.id)
+            row = runs.get_run(session, run.run_id)
             if RunStatus(row.status).finished:
                 if row.status != RunStatus.SUCCEEDED:
                     raise RuntimeError(f"run {row.id} {row.status}: {row.error}")

@@ -17,9 +17,9 @@ from pathlib import Path
 from _harness import emit
 
 from tars.domain.agents import BUILTIN_AGENTS
+from tars.domain.progress import EvaluationFinished, ModelSaved, ProgressMessage
 from tars.domain.runs import TrainingJob
 from tars.domain.tuning import tuned_defaults
-from tars.training.progress import EvaluationFinished, ModelSaved, ProgressMessage
 from tars.training.runner import run_job
 
 # Step budgets after the RL Baselines3 Zoo (DQN: 60k, as its replay buffer is capped at 10k); the goals.

@@ -41,22 +41,17 @@ CONCRETE = {
     "tars.bus.redis_streams",
     "tars.services.auth.invalidations_file",
     "tars.services.auth.invalidations_redis",
+    "tars.worker.remote",
 }
 
 # Arrows that break the rules today; each must go, and none may be added. Empty when done.
 KNOWN_VIOLATIONS: set[tuple[str, str]] = {
     ("tars.api.applications", "tars.storage.database"),
     ("tars.api.fastpath", "tars.storage.evaluations"),
-    ("tars.api.routes.agents", "tars.storage"),
-    ("tars.api.routes.agents", "tars.storage.agents"),
-    ("tars.api.routes.agents", "tars.storage.tables"),
-    ("tars.api.routes.attempts", "tars.bus.redis_streams"),
     ("tars.api.routes.evaluations", "tars.storage"),
     ("tars.api.routes.evaluations", "tars.storage.evaluations"),
     ("tars.api.routes.evaluations", "tars.storage.rollups"),
     ("tars.api.routes.evaluations", "tars.storage.types"),
-    ("tars.api.routes.runs", "tars.storage"),
-    ("tars.api.routes.runs", "tars.storage.runs"),
     ("tars.cli.database", "tars.storage"),
     ("tars.cli.database", "tars.storage.database"),
     ("tars.cli.database", "tars.storage.migrate"),
@@ -66,11 +61,6 @@ KNOWN_VIOLATIONS: set[tuple[str, str]] = {
     ("tars.cli.dev", "tars.storage.database"),
     ("tars.cli.dev", "tars.storage.evaluations"),
     ("tars.cli.dev", "tars.storage.types"),
-    ("tars.cli.workers", "tars.bus.base"),
-    ("tars.cli.workers", "tars.bus.redis_streams"),
-    ("tars.metrics.collectors", "tars.bus.base"),
-    ("tars.services.training", "tars.bus.redis_streams"),
-    ("tars.worker.loop", "tars.bus.base"),
 }
 
 

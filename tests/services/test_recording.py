@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tars.bus.base import Delivery
-from tars.domain.runs import RunStatus, StaleAttempt
+from tars.domain.jobs import Delivery
+from tars.domain.progress import EpisodeFinished, EvaluationFinished, Report
+from tars.domain.runs import Run, RunStatus, StaleAttempt
 from tars.services.recording import RunRecorder
 from tars.services.runtime import Runtime
 from tars.services.training import TrainingRequest, submit_training
 from tars.storage import runs
 from tars.storage.evaluations import EvaluationFilter, list_evaluations
-from tars.storage.tables import TrainingRunRow
-from tars.training.progress import EpisodeFinished, EvaluationFinished, Report
 
 
-def _queued_run(runtime: Runtime) -> tuple[TrainingRunRow, Delivery, RunRecorder]:
+def _queued_run(runtime: Runtime) -> tuple[Run, Delivery, RunRecorder]:
     """A dqn run submitted and its job taken from the queue, ready to be recorded."""
     run = submit_training(
         runtime.sessions,
@@ -52,10 +51,10 @@ def test_a_superseded_attempt_cannot_write(runtime: Runtime) -> None:
     recorder.report(fresh, Report(3, evaluations=(EvaluationFinished(1, 30.0, 30, 1.0),)))
     recorder.finished(fresh, RunStatus.SUCCEEDED)
     with runtime.sessions() as session:
-        row = runs.get_run(session, run.id)
+        row = runs.get_run(session, run.run_id)
         assert (row.status, row.worker, row.attempts, row.episodes_done) == ("succeeded", "fresh-worker", 2, 2)
-        assert runs.step_rewards(session, run.id) == [20.0, 20.0]
-        stored = list_evaluations(session, EvaluationFilter(run_id=run.id), limit=10).items
+        assert runs.step_rewards(session, run.run_id) == [20.0, 20.0]
+        stored = list_evaluations(session, EvaluationFilter(run_id=run.run_id), limit=10).items
         assert [e.reward for e in stored] == [30.0]
     # A late re-delivery of the finished run's job does nothing.
     assert recorder.started(delivery.job, "late-worker") is None
@@ -67,7 +66,7 @@ def test_a_job_that_keeps_losing_its_worker_is_failed_for_good(runtime: Runtime)
     attempts = [recorder.started(delivery.job, f"worker-{n}") for n in range(6)]
     assert all(a is not None for a in attempts[:5]) and attempts[5] is None
     with runtime.sessions() as session:
-        row = runs.get_run(session, run.id)
+        row = runs.get_run(session, run.run_id)
         assert row.status == "failed" and row.error == "gave up after 5 attempts"
 
 
@@ -87,9 +86,9 @@ def test_a_report_delivered_twice_is_recorded_once_and_so_is_the_end(runtime: Ru
     with pytest.raises(StaleAttempt):
         recorder.finished(attempt, RunStatus.FAILED)  # not what it said before
     with runtime.sessions() as session:
-        row = runs.get_run(session, run.id)
+        row = runs.get_run(session, run.run_id)
         assert (row.status, row.episodes_done, row.timesteps_done) == ("succeeded", 2, 22)
-        assert runs.step_rewards(session, run.id) == [10.0, 12.0]
-        stored = list_evaluations(session, EvaluationFilter(run_id=run.id), limit=10).items
+        assert runs.step_rewards(session, run.run_id) == [10.0, 12.0]
+        stored = list_evaluations(session, EvaluationFilter(run_id=run.run_id), limit=10).items
         assert [e.reward for e in stored] == [11.0]
     runtime.queue.ack(delivery)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tars.domain.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage
 from tars.domain.runs import RunKind, TrainingJob
 from tars.domain.tuning import tuned_defaults
-from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage
 from tars.training.runner import run_job
 
 

@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from tars.bus.base import Delivery, WorkerStatus
+from tars.domain.jobs import Delivery
+from tars.domain.workers import WorkerStatus
 from tars.worker.loop import Recorder, Worker
 
 

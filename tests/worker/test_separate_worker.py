@@ -186,7 +186,7 @@ def test_a_separate_worker_loads_no_database_layer() -> None:
     code = (
         "import sys; import tars.cli.main, tars.cli.workers, tars.worker.loop, tars.worker.remote; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'psycopg', 'asyncpg', 'jwt', 'argon2', "
-        "'fastapi', 'uvicorn', 'httpx'}))"
+        "'fastapi', 'uvicorn'}))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"

@@ -39,7 +39,7 @@ def submit(runtime: Runtime, **fields: object) -> str:
         limits=runtime.settings.memory_limits,
         by=None,
     )
-    return run.id
+    return run.run_id
 
 
 def wait_for(runtime: Runtime, run_id: str, statuses: set[RunStatus], timeout: float = 60) -> RunStatus:

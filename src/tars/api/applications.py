@@ -133,7 +133,7 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
 
 def create_orchestration_app(runtime: Runtime, *, rate_limits: RateLimits | None = None) -> FastAPI:
     app = _base_app(runtime, ORCHESTRATION, "Starts training jobs and reports on runs.", rate_limits)
-    watch_queue(runtime.queue)  # the queue's gauges come from the service that fills it
+    watch_queue(runtime.training.queue_stats)  # the queue's gauges come from the service that fills it
     for router in (train.router, runs.router, agents.router, environments.router, attempts.router):
         app.include_router(router)
     return app

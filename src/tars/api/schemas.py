@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_type_hints
 
 import pydantic.dataclasses
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from tars.domain.agents import Agent
 from tars.domain.audit import AuditEvent
 from tars.domain.errors import InvalidField
 from tars.domain.regions import REGIONS
+from tars.domain.runs import Run
 from tars.domain.users import ApiKey, User
+from tars.domain.workers import MOMENTS, WorkerStatus
 
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 # Row ids, in a path say, within their column's range (422, not a 500 from the database): INTEGER is 32 bits on
@@ -39,17 +43,19 @@ class RequestModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class WorkerOut(BaseModel):
-    name: str
-    algorithms: list[str]
-    slots: int
-    busy: int
-    runs: list[str]
-    jobs_done: int
-    rss_bytes: int
-    state: str
-    last_seen: datetime
-    started_at: datetime
+def _worker_out() -> type[BaseModel]:
+    """The heartbeat record as a response: its moments (seconds since the epoch) shown as times."""
+    hints = get_type_hints(WorkerStatus)
+    fields: dict[str, Any] = {
+        f.name: (datetime if f.name in MOMENTS else hints[f.name], ...) for f in dataclass_fields(WorkerStatus)
+    }
+    return create_model("WorkerOut", **fields)
+
+
+if TYPE_CHECKING:
+    WorkerOut = BaseModel
+else:
+    WorkerOut = _worker_out()
 
 
 class HealthOut(BaseModel):
@@ -155,41 +161,11 @@ class TrainOut(BaseModel):
     status: str
 
 
-class RunOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    run_id: str = Field(validation_alias="id")
-    kind: str
-    agent_id: str
-    algorithm: str
-    environment: str
-    status: str
-    episodes: int | None
-    episodes_done: int
-    timesteps: int | None
-    timesteps_done: int
-    source_run_id: str | None
-    cancel_requested: bool
-    evaluation_episodes: int
-    seed: int
-    hyperparameters: dict[str, Any]
-    attempts: int
-    worker: str | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class RunDetailOut(RunOut):
-    has_model: bool = False
-    rewards: list[float] = Field(default_factory=list, description="Training reward of each episode so far")
-    metrics: dict[str, float] | None = Field(default=None, description="Latest losses, entropy and env-steps/s")
-    evaluation: dict[str, Any] | None = Field(default=None, description="Summary of the run's evaluations")
+# Runs and agents go out as their domain records (tars.domain.runs.Run, RunDetail; tars.domain.agents.Agent).
 
 
 class RunListOut(BaseModel):
-    items: list[RunOut]
+    items: list[Run]
 
 
 class EvaluationIn(RequestModel):
@@ -277,19 +253,6 @@ class AgentPatch(RequestModel):
     hyperparameters: dict[str, Any] | None = None
 
 
-class AgentOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    agent_id: str
-    algorithm: str
-    environment: str
-    hyperparameters: dict[str, Any] = Field(description="The agent's own settings")
-    effective_hyperparameters: dict[str, Any] = Field(
-        default_factory=dict, description="What a run on its environment trains with: tuned defaults + its own"
-    )
-    builtin: bool
-
-
 class EnvironmentOut(BaseModel):
     environment: str
     action_space: str
@@ -301,14 +264,13 @@ class EnvironmentListOut(BaseModel):
 
 
 class AgentListOut(BaseModel):
-    items: list[AgentOut]
+    items: list[Agent]
 
 
 # What a separate worker reports to the orchestration service about its attempts (see tars.worker.remote).
 
-Count = Annotated[int, Field(ge=0, lt=2**31)]  # INTEGER columns: 32 bits on PostgreSQL
-# A report holds what its worker collected while the last one was being recorded.
-MAX_REPORT_ITEMS = 2000
+# A report travels as the domain record itself (tars.domain.progress.Report), read by one schema
+# derived from it (tars.services.reports).
 
 
 class AttemptIn(RequestModel):
@@ -317,33 +279,6 @@ class AttemptIn(RequestModel):
 
 class AttemptOut(BaseModel):
     number: int
-
-
-class EpisodeIn(RequestModel):
-    episode: Annotated[int, Field(ge=1, lt=2**31)]
-    reward: float = Field(allow_inf_nan=False)
-    length: Count
-    timesteps: Annotated[int, Field(ge=0, lt=2**63)]
-    metrics: dict[str, float] = Field(default_factory=dict, max_length=64)
-
-
-class EvaluationEpisodeIn(RequestModel):
-    episode: Annotated[int, Field(ge=1, lt=2**31)]
-    reward: float = Field(allow_inf_nan=False)
-    length: Count
-    duration_ms: float = Field(ge=0, allow_inf_nan=False)
-
-
-class ModelSavedIn(RequestModel):
-    path: str = Field(min_length=1, max_length=1024)
-    timesteps: Annotated[int, Field(ge=0, lt=2**63)]
-
-
-class ReportIn(RequestModel):
-    seq: Annotated[int, Field(ge=1, lt=2**63)]
-    episodes: list[EpisodeIn] = Field(default_factory=list, max_length=MAX_REPORT_ITEMS)
-    evaluations: list[EvaluationEpisodeIn] = Field(default_factory=list, max_length=MAX_REPORT_ITEMS)
-    model: ModelSavedIn | None = None
 
 
 class AttemptEndIn(RequestModel):

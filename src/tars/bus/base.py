@@ -4,45 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from tars.domain.events import Event
+from tars.domain.jobs import Delivery, QueueStats
 from tars.domain.runs import TrainingJob
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One job handed to one worker; acknowledged when its effects are stored."""
-
-    job: TrainingJob
-    message_id: str
-    redelivered: bool = False
-    # The W3C trace context the job was sent with (tars.tracing): its worker continues that trace.
-    trace: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class WorkerStatus:
-    """What a worker says about itself in each heartbeat."""
-
-    name: str
-    algorithms: list[str]
-    slots: int
-    busy: int
-    runs: list[str]
-    jobs_done: int
-    rss_bytes: int
-    started_at: float
-    last_seen: float
-    state: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WorkerStatus:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+from tars.domain.workers import WorkerStatus
 
 
 class WorkerRegistry(Protocol):
@@ -55,20 +23,12 @@ class WorkerRegistry(Protocol):
     def remove(self, name: str) -> None: ...
 
 
-@dataclass(frozen=True)
-class QueueStats:
-    """One family's jobs: waiting for a worker, delivered and not yet acknowledged, and how long the
-    oldest waiting one has waited (the queue's lag; 0 when none waits)."""
-
-    algorithm: str
-    waiting: int
-    pending: int
-    oldest_waiting_seconds: float
-
-
 class JobQueue(Protocol):
     # How jobs travel ("redis_stream", "in_process"): the label trace continuity is counted by.
     transport: str
+    # Whether the jobs live apart from this process (Redis): only such a queue can lose jobs the
+    # database still counts as queued (restarted without its data), and be asked which it holds.
+    holds_jobs_apart: bool
 
     def enqueue(self, job: TrainingJob, trace: dict[str, str] | None = None) -> None:
         """Queue ``job``; ``trace`` is the context its worker continues."""
@@ -86,6 +46,10 @@ class JobQueue(Protocol):
 
     def release(self, delivery: Delivery) -> None:
         """Hand an unfinished job back for another worker."""
+        ...
+
+    def waiting_run_ids(self, algorithm: str) -> set[str]:
+        """Runs with a job of the family in the queue, delivered or not (acknowledged ones are gone)."""
         ...
 
     def stats(self) -> list[QueueStats]:

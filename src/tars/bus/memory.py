@@ -13,10 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-from tars.bus.base import Delivery, History, QueueStats, WorkerStatus
+from tars.bus.base import History
 from tars.domain.agents import ALGORITHMS
 from tars.domain.events import Event
+from tars.domain.jobs import Delivery, QueueStats
 from tars.domain.runs import TrainingJob
+from tars.domain.workers import WorkerStatus
 from tars.tracing.propagation import message_carrier
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ SUBSCRIBER_BACKLOG = 10_000
 
 class InProcessJobQueue:
     transport = "in_process"
+    holds_jobs_apart = False
 
     def __init__(self) -> None:
         self._jobs: queue.Queue[Delivery] = queue.Queue()
@@ -34,7 +37,7 @@ class InProcessJobQueue:
         self._lock = threading.Lock()
         # For stats: when each waiting job was put in, and the jobs handed out and not yet done.
         self._waiting: dict[str, tuple[str, float]] = {}
-        self._pending: dict[str, str] = {}
+        self._pending: dict[str, Delivery] = {}
 
     def enqueue(self, job: TrainingJob, trace: dict[str, str] | None = None) -> None:
         self._put(Delivery(job=job, message_id=str(next(self._ids)), trace=dict(trace or {})))
@@ -51,7 +54,7 @@ class InProcessJobQueue:
             return None
         with self._lock:
             self._waiting.pop(delivery.message_id, None)
-            self._pending[delivery.message_id] = delivery.job.algorithm
+            self._pending[delivery.message_id] = delivery
         return delivery
 
     def ack(self, delivery: Delivery) -> None:
@@ -66,6 +69,13 @@ class InProcessJobQueue:
             self._pending.pop(delivery.message_id, None)
         self._put(replace(delivery, redelivered=True))
 
+    def waiting_run_ids(self, algorithm: str) -> set[str]:
+        with self._lock:
+            pending = [delivery.job for delivery in self._pending.values()]
+        with self._jobs.mutex:
+            waiting = [delivery.job for delivery in self._jobs.queue]
+        return {job.run_id for job in pending + waiting if job.algorithm == algorithm}
+
     def stats(self) -> list[QueueStats]:
         waiting = dict.fromkeys(ALGORITHMS, 0)
         with self._lock:
@@ -74,7 +84,7 @@ class InProcessJobQueue:
             for algorithm, since in self._waiting.values():
                 waiting[algorithm] += 1
                 oldest[algorithm] = min(oldest[algorithm], since)
-            pending = list(self._pending.values())
+            pending = [delivery.job.algorithm for delivery in self._pending.values()]
         return [
             QueueStats(algorithm, waiting[algorithm], pending.count(algorithm), now - oldest[algorithm])
             for algorithm in ALGORITHMS

@@ -16,10 +16,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from tars.bus import keys
-from tars.bus.base import Delivery, History, QueueStats, WorkerStatus
+from tars.bus.base import History
 from tars.domain.agents import ALGORITHMS
 from tars.domain.events import PLAIN_CHANNELS, Event
+from tars.domain.jobs import Delivery, QueueStats
 from tars.domain.runs import TrainingJob
+from tars.domain.workers import WorkerStatus
 from tars.tracing.propagation import message_carrier
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class RedisJobQueue:
     """
 
     transport = "redis_stream"
+    holds_jobs_apart = True
 
     def __init__(self, url: str, *, claim_idle_seconds: float, algorithms: Iterable[str] = ALGORITHMS) -> None:
         # Reads block for up to a receive's timeout; the socket must wait longer than that (redis-py

@@ -116,7 +116,7 @@ def worker(ctx: click.Context) -> None:
     """Run an agent worker that trains jobs from the queue (distributed mode)."""
     from tars.cli.foreground import run_foreground
     from tars.cli.workers import make_separate_worker
-    from tars.worker.remote import OrchestrationRefused
+    from tars.wiring.worker import OrchestrationRefused
 
     settings = _settings(ctx)
     if settings.embedded:

@@ -81,3 +81,15 @@ def check_environment(algorithm: str, environment: str, *, field_name: str = "en
             field_name,
             f"{algorithm} needs a {supported} action space but {environment} has a {space.value} one",
         )
+
+
+@dataclass(frozen=True)
+class Agent:
+    agent_id: str
+    algorithm: str
+    environment: str
+    # The agent's own settings.
+    hyperparameters: dict[str, Any]
+    # What a run on its environment trains with: tuned defaults + its own.
+    effective_hyperparameters: dict[str, Any]
+    builtin: bool

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -17,21 +17,25 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import QueuePool
 
-from tars.bus.base import JobQueue
+from tars.domain.jobs import QueueStats
 from tars.metrics.catalogue import DB_QUERY_DURATION
 
 log = logging.getLogger(__name__)
 
 
+# What the queue gauges read at each scrape: the job queue's statistics per family, asked then.
+QueueStatsSource = Callable[[], list[QueueStats]]
+
+
 class _QueueCollector(Collector):
     def __init__(self) -> None:
-        self.queue: JobQueue | None = None
+        self.queue: QueueStatsSource | None = None
 
     def collect(self) -> Iterator[Metric]:
         if self.queue is None:
             return
         try:
-            stats = self.queue.stats()
+            stats = self.queue()
         except Exception:  # Redis down: the scrape still answers, without these
             log.warning("queue statistics unavailable", exc_info=True)
             return
@@ -71,7 +75,7 @@ REGISTRY.register(_QUEUE)
 REGISTRY.register(_POOL)
 
 
-def watch_queue(queue: JobQueue) -> None:
+def watch_queue(queue: QueueStatsSource) -> None:
     _QUEUE.queue = queue
 
 

@@ -14,8 +14,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 
 from tars.bus.base import EventBus, JobQueue, WorkerRegistry
+from tars.services.agents import AgentService
 from tars.services.audit import AuditLog
 from tars.services.live import LiveEvents
+from tars.services.recording import AttemptService
+from tars.services.runs import RunService
+from tars.services.training import TrainingService
+from tars.services.workers import WorkerService
 from tars.settings import Settings
 from tars.storage.database import SessionFactory
 
@@ -51,6 +56,35 @@ class Runtime:
     @cached_property
     def audit_log(self) -> AuditLog:
         return AuditLog(self.sessions)
+
+    # The use cases entry points call: each opens its own unit of work and returns domain records.
+
+    @cached_property
+    def training(self) -> TrainingService:
+        return TrainingService(
+            self.sessions,
+            self.queue,
+            self.bus,
+            evaluation_episodes=self.settings.evaluation_episodes,
+            limits=self.settings.memory_limits,
+        )
+
+    @cached_property
+    def runs(self) -> RunService:
+        return RunService(self.sessions)
+
+    @cached_property
+    def agents(self) -> AgentService:
+        return AgentService(self.sessions, self.settings.memory_limits)
+
+    @cached_property
+    def attempts(self) -> AttemptService:
+        """Where separate workers' attempts are recorded; their checkpoints lie in the artifact store."""
+        return AttemptService(self.sessions, self.bus, self.settings.region, self.settings.artifacts)
+
+    @cached_property
+    def workers(self) -> WorkerService:
+        return WorkerService(self.registry)
 
     def close(self) -> None:
         if "security" in self.__dict__:

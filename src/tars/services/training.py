@@ -12,19 +12,20 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus, JobQueue
-from tars.bus.redis_streams import RedisJobQueue
-from tars.domain.agents import check_environment
+from tars.domain.agents import ALGORITHMS, check_environment
 from tars.domain.audit import AuditAction
-from tars.domain.errors import InvalidField, NotFound, Unavailable
+from tars.domain.errors import Conflict, InvalidField, NotFound, Unavailable
 from tars.domain.events import Event, EventType
 from tars.domain.hyperparameters import MemoryLimits, check_memory, validate_hyperparameters
-from tars.domain.runs import UNFINISHED, RunKind, RunStatus, TrainingJob
-from tars.domain.tuning import tuned_defaults
+from tars.domain.jobs import QueueStats
+from tars.domain.runs import UNFINISHED, Run, RunKind, RunStatus, TrainingJob
 from tars.domain.users import Principal
 from tars.services import audit
+from tars.services.agents import effective_hyperparameters
+from tars.services.runs import run_record
 from tars.storage import agents, runs
 from tars.storage.database import SessionFactory, transaction
-from tars.storage.tables import AgentRow, TrainingRunRow
+from tars.storage.tables import TrainingRunRow
 from tars.tracing.propagation import producing
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,6 @@ class EvaluationRequest:
     seed: int | None = None
 
 
-def effective_hyperparameters(agent: AgentRow, environment: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Tuned defaults for the environment, then the agent's own settings, then the request's."""
-    return {**tuned_defaults(agent.algorithm, environment), **agent.hyperparameters, **overrides}
-
-
 def submit_training(
     sessions: SessionFactory,
     queue: JobQueue,
@@ -63,7 +59,7 @@ def submit_training(
     evaluation_episodes: int,
     limits: MemoryLimits,
     by: Principal | None,
-) -> TrainingRunRow:
+) -> Run:
     if request.episodes is None and request.timesteps is None:
         raise InvalidField("episodes", "give episodes, timesteps or both")
     with transaction(sessions) as session:
@@ -76,7 +72,8 @@ def submit_training(
             target=run.id,
             details={"agent_id": job.agent_id, "episodes": job.episodes, "timesteps": job.timesteps},
         )
-    return _enqueue(sessions, queue, bus, job, run)
+        record = run_record(run)
+    return _enqueue(sessions, queue, bus, job, record)
 
 
 def submit_evaluation(
@@ -86,7 +83,7 @@ def submit_evaluation(
     request: EvaluationRequest,
     *,
     by: Principal | None,
-) -> TrainingRunRow:
+) -> Run:
     """Evaluate an existing model on demand, as a run of kind ``evaluate``."""
     if (request.run_id is None) == (request.agent_id is None):
         raise InvalidField("run_id", "give exactly one of run_id and agent_id")
@@ -119,15 +116,16 @@ def submit_evaluation(
             target=run.id,
             details={"agent_id": job.agent_id, "episodes": job.evaluation_episodes, "source_run": source.id},
         )
-    return _enqueue(sessions, queue, bus, job, run)
+        record = run_record(run)
+    return _enqueue(sessions, queue, bus, job, record)
 
 
-def cancel_run(sessions: SessionFactory, bus: EventBus, run_id: str, *, by: Principal | None) -> TrainingRunRow:
+def cancel_run(sessions: SessionFactory, bus: EventBus, run_id: str, *, by: Principal | None) -> Run:
     with transaction(sessions) as session:
-        run = runs.request_cancel(session, run_id)
+        run = run_record(runs.request_cancel(session, run_id))
         audit.record(session, by, AuditAction.TRAINING_CANCELLED, target=run_id, details={"status": run.status})
     if run.status == RunStatus.CANCELLED.value:
-        bus.publish(Event(EventType.RUN_CANCELLED, run_event_data(run)))
+        bus.publish(Event(EventType.RUN_CANCELLED, run.event_data()))
     return run
 
 
@@ -155,7 +153,7 @@ def requeue_unfinished(
     return [job.run_id for job in jobs]
 
 
-def recover_lost_jobs(sessions: SessionFactory, queue: RedisJobQueue, algorithms: Collection[str]) -> list[str]:
+def recover_lost_jobs(sessions: SessionFactory, queue: JobQueue, algorithms: Collection[str]) -> list[str]:
     """Queue again runs the database counts as queued whose jobs Redis no longer has (it restarted
     without its data); the worker that re-creates a family's consumer group asks for this.
 
@@ -164,6 +162,8 @@ def recover_lost_jobs(sessions: SessionFactory, queue: RedisJobQueue, algorithms
     could take its run over, as Redis no longer has the job: that run needs `tars cancel` and a
     new submission.
     """
+    if not queue.holds_jobs_apart:
+        raise Conflict("embedded mode keeps its job queue in this process; it has nothing to recover")
     waiting = set().union(*(queue.waiting_run_ids(algorithm) for algorithm in algorithms))
     requeued = requeue_unfinished(
         sessions, queue, statuses={RunStatus.QUEUED}, algorithms=algorithms, already_queued=waiting
@@ -173,20 +173,13 @@ def recover_lost_jobs(sessions: SessionFactory, queue: RedisJobQueue, algorithms
     return requeued
 
 
-def job_of_run(sessions: SessionFactory, run_id: str) -> TrainingJob:
-    with sessions() as session:
-        return runs.job_of(session, runs.get_run(session, run_id))
-
-
 def _send(queue: JobQueue, job: TrainingJob, span_name: str) -> None:
     """Queue ``job`` under a PRODUCER span, whose context its worker continues."""
     with producing(span_name, {"tars.run_id": job.run_id, "tars.agent_id": job.agent_id}) as carrier:
         queue.enqueue(job, carrier)
 
 
-def _enqueue(
-    sessions: SessionFactory, queue: JobQueue, bus: EventBus, job: TrainingJob, run: TrainingRunRow
-) -> TrainingRunRow:
+def _enqueue(sessions: SessionFactory, queue: JobQueue, bus: EventBus, job: TrainingJob, run: Run) -> Run:
     try:
         _send(queue, job, "job.enqueue")
     except Exception as exc:
@@ -194,7 +187,7 @@ def _enqueue(
         with transaction(sessions) as session:
             session.delete(runs.get_run(session, job.run_id))
         raise Unavailable("the job queue is unavailable; nothing was started") from exc
-    bus.publish(Event(EventType.RUN_QUEUED, run_event_data(run)))
+    bus.publish(Event(EventType.RUN_QUEUED, run.event_data()))
     return run
 
 
@@ -242,19 +235,47 @@ def _model_run(session: Session, run_id: str, field_name: str) -> TrainingRunRow
     return source
 
 
-def run_event_data(run: TrainingRunRow) -> dict[str, Any]:
-    return {
-        "run_id": run.id,
-        "kind": run.kind,
-        "agent_id": run.agent_id,
-        "environment": run.environment,
-        "status": run.status,
-        "episodes": run.episodes,
-        "episodes_done": run.episodes_done,
-        "timesteps": run.timesteps,
-        "timesteps_done": run.timesteps_done,
-        "error": run.error,
-        "created_at": run.created_at.isoformat() if run.created_at else None,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-    }
+class TrainingService:
+    """Starting, evaluating, cancelling and recovering runs, for the APIs: each call one use case."""
+
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        queue: JobQueue,
+        bus: EventBus,
+        *,
+        evaluation_episodes: int,
+        limits: MemoryLimits,
+    ) -> None:
+        self._sessions = sessions
+        self._queue = queue
+        self._bus = bus
+        self._evaluation_episodes = evaluation_episodes
+        self._limits = limits
+
+    def train(self, request: TrainingRequest, *, by: Principal | None) -> Run:
+        return submit_training(
+            self._sessions,
+            self._queue,
+            self._bus,
+            request,
+            evaluation_episodes=self._evaluation_episodes,
+            limits=self._limits,
+            by=by,
+        )
+
+    def evaluate(self, request: EvaluationRequest, *, by: Principal | None) -> Run:
+        return submit_evaluation(self._sessions, self._queue, self._bus, request, by=by)
+
+    def cancel(self, run_id: str, *, by: Principal | None) -> Run:
+        return cancel_run(self._sessions, self._bus, run_id, by=by)
+
+    def recover_lost_jobs(self, algorithms: Collection[str]) -> list[str]:
+        unknown = sorted(set(algorithms) - set(ALGORITHMS))
+        if unknown:
+            raise InvalidField("algorithms", f"unknown algorithm(s) {', '.join(unknown)}")
+        return recover_lost_jobs(self._sessions, self._queue, algorithms)
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Per family the queue serves, read now (for metrics)."""
+        return self._queue.stats()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -134,6 +134,38 @@ def fence(session: Session, run_id: str, attempt: int, **values: Any) -> None:
         raise StaleAttempt(f"run {run_id}: attempt {attempt} no longer owns it")
 
 
+class ReportTarget(NamedTuple):
+    """What recording a report needs to know of its run beyond the request: read by the fence itself."""
+
+    agent_id: str
+    environment: str
+    episodes: int | None
+    timesteps: int | None
+
+
+def fence_for_report(session: Session, run_id: str, attempt: int) -> ReportTarget:
+    """``fence`` without changing anything, returning what the report's rows and events name."""
+    found = session.execute(
+        update(TrainingRunRow)
+        .where(
+            TrainingRunRow.id == run_id,
+            TrainingRunRow.attempts == attempt,
+            TrainingRunRow.status == RunStatus.RUNNING.value,
+        )
+        .values(attempts=TrainingRunRow.attempts)
+        .returning(
+            TrainingRunRow.agent_id, TrainingRunRow.environment, TrainingRunRow.episodes, TrainingRunRow.timesteps
+        )
+    ).one_or_none()
+    if found is None:
+        raise StaleAttempt(f"run {run_id}: attempt {attempt} no longer owns it")
+    return ReportTarget(*found)
+
+
+def run_exists(session: Session, run_id: str) -> bool:
+    return session.scalar(select(TrainingRunRow.id).where(TrainingRunRow.id == run_id)) is not None
+
+
 def record_steps(session: Session, run_id: str, attempt: int, steps: Sequence[dict[str, Any]]) -> None:
     """Episodes in order (episode, reward, length, timesteps, metrics), fenced by ``attempt``."""
     if not steps:
@@ -178,7 +210,10 @@ def request_cancel(session: Session, run_id: str) -> TrainingRunRow:
 
 
 def cancel_requested(session: Session, run_id: str) -> bool:
-    return bool(session.scalar(select(TrainingRunRow.cancel_requested).where(TrainingRunRow.id == run_id)))
+    found = session.scalar(select(TrainingRunRow.cancel_requested).where(TrainingRunRow.id == run_id))
+    if found is None:
+        raise NotFound("run", run_id)
+    return bool(found)
 
 
 def latest_model_run(session: Session, agent_id: str) -> TrainingRunRow | None:

@@ -6,7 +6,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter
 
-from tars.training.progress import EpisodeFinished, ProgressSink, StopCheck
+from tars.domain.progress import EpisodeFinished, ProgressSink, StopCheck
 
 # SB3 logger keys worth keeping, under shorter names.
 _LOGGED = {

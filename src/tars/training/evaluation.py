@@ -9,7 +9,7 @@ import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from tars.training.progress import EvaluationFinished, ProgressSink, StopCheck, TrainingStopped
+from tars.domain.progress import EvaluationFinished, ProgressSink, StopCheck, TrainingStopped
 
 # Evaluation uses seeds far from training's, so its episodes are not replays of training ones.
 EVALUATION_SEED_OFFSET = 1_000_000

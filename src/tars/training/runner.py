@@ -14,11 +14,11 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import VecEnv
 
+from tars.domain.progress import ModelSaved, ProgressSink, StopCheck, TrainingStopped
 from tars.domain.runs import RunKind, TrainingJob
 from tars.training.algorithms import algorithm_class
 from tars.training.callbacks import EpisodeProgressCallback, LatestValuesWriter
 from tars.training.evaluation import evaluate
-from tars.training.progress import ModelSaved, ProgressSink, StopCheck, TrainingStopped
 
 
 def _never() -> bool:

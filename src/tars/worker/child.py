@@ -11,8 +11,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from tars.domain.progress import ProgressMessage, TrainingDone, TrainingFailed
 from tars.domain.runs import TrainingJob
-from tars.training.progress import ProgressMessage, TrainingDone, TrainingFailed
 from tars.worker.resources import error_detail
 
 PARENT_CHECK_SECONDS = 1.0

@@ -21,8 +21,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from tars.domain.progress import ProgressMessage, TrainingDone, TrainingFailed, TrainingStopped
 from tars.domain.runs import TrainingJob
-from tars.training.progress import ProgressMessage, TrainingDone, TrainingFailed, TrainingStopped
 from tars.worker.child import child_main
 from tars.worker.resources import error_detail, release_memory
 

@@ -10,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from tars.bus.base import Delivery, JobQueue, WorkerRegistry, WorkerStatus
+from tars.domain.jobs import Delivery
+from tars.domain.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage, Report
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
+from tars.domain.workers import WorkerStatus
 from tars.tracing.propagation import consuming, span
-from tars.training.progress import EpisodeFinished, EvaluationFinished, ModelSaved, ProgressMessage, Report
 from tars.worker.executor import Outcome, StartTraining, start_in_thread, supervise
+from tars.worker.ports import Heartbeats, JobSource
 from tars.worker.resources import process_tree_rss
 
 log = logging.getLogger(__name__)
@@ -49,14 +51,14 @@ class Worker:
     def __init__(
         self,
         name: str,
-        queue: JobQueue,
+        queue: JobSource,
         recorder: Recorder,
         *,
         artifact_dir: Path,
         keep_alive_every: float,
         shutdown_grace: float,
         concurrency: int = 1,
-        registry: WorkerRegistry | None = None,
+        registry: Heartbeats | None = None,
         heartbeat_every: float = 10.0,
         max_jobs: int = 0,
         algorithms: tuple[str, ...] = (),

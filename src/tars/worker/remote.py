@@ -4,29 +4,33 @@ So a worker holds no database client (nor its credentials, nor its memory: SQLAl
 driver cost every worker ~20 MB) and the database's connections do not grow with the fleet. The
 orchestration service stores each report with the same fencing as a worker beside it would.
 
-HTTP goes through the standard library: a worker loads no HTTP client library either.
+One pooled httpx client (kept-alive connections, a closed one replaced quietly) with explicit
+timeouts; calls are retried with exponential backoff and jitter (stamina) while the service is
+away. A report travels as the domain record, serialised once by a schema derived from it.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
-import threading
-import time
-from dataclasses import asdict
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
+import httpx
+import stamina
+
+from tars.domain.progress import Report
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
+from tars.services.report_schema import REPORT_SCHEMA
 from tars.tracing.propagation import trace_headers
-from tars.training.progress import Report
 
 log = logging.getLogger(__name__)
 
 # Answers that mean "try again shortly": the service restarting, or its database away.
 _RETRY_STATUSES = {502, 503, 504}
 _MAX_ERROR_CHARS = 4000  # what the orchestration service keeps of an error
+_FIRST_WAIT_SECONDS = 0.2
+_LONGEST_WAIT_SECONDS = 5.0
 
 
 class OrchestrationUnavailable(RuntimeError):
@@ -37,81 +41,71 @@ class OrchestrationRefused(RuntimeError):
     """The orchestration service refused a call in a way no retry mends (a wrong key, a bad report)."""
 
 
+class _Away(Exception):
+    """One try found the service away: no connection, or an answer that says to come back."""
+
+
 class OrchestrationClient:
-    """JSON calls over a kept-alive connection per thread, retried while the service is away."""
+    """JSON calls over one pooled client, retried while the service is away."""
 
-    def __init__(self, base_url: str, api_key: str, *, retry_seconds: float, timeout: float = 30.0) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+    def __init__(
+        self, base_url: str, api_key: str, *, retry_seconds: float, timeout: float = 30.0, connect_timeout: float = 5.0
+    ) -> None:
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"the orchestration URL {base_url!r} is not an http(s) URL")
-        self._https = parts.scheme == "https"
-        self._host = parts.hostname
-        self._port = parts.port
-        self._prefix = parts.path.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self._retry_seconds = retry_seconds
-        self._timeout = timeout
-        self._local = threading.local()
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        )
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-        """(status, decoded body) of the first answer that is not a retryable failure."""
-        payload = None if body is None else json.dumps(body).encode()
-        deadline = time.monotonic() + self._retry_seconds
-        delay = 0.2
-        while True:
-            try:
-                status, answer = self._once(method, self._prefix + path, payload)
-                if status not in _RETRY_STATUSES:
-                    return status, answer
-                problem = f"HTTP {status}: {answer}"
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop_connection()
-                problem = f"{type(exc).__name__}: {exc}"
-            if time.monotonic() + delay > deadline:
-                raise OrchestrationUnavailable(f"{method} {path}: {problem} (retried for {self._retry_seconds:.0f} s)")
-            log.warning(
-                "orchestration service unavailable for %s %s (%s); retrying in %.1f s", method, path, problem, delay
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-    def _once(self, method: str, path: str, payload: bytes | None) -> tuple[int, Any]:
-        reused = getattr(self._local, "connection", None) is not None
+    def call(self, method: str, path: str, body: Any = None, *, content: bytes | None = None) -> tuple[int, Any]:
+        """(status, decoded body) of the first answer that is not a retryable failure; ``body`` goes as
+        JSON, or ``content`` as already-serialised JSON."""
+        if body is not None:
+            content = json.dumps(body).encode()
         try:
-            return self._exchange(method, path, payload)
-        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
-            if not reused:
-                raise
-            # The service closed an idle kept-alive connection (uvicorn does after 5 s): not an outage.
-            self._drop_connection()
-            return self._exchange(method, path, payload)
+            for attempt in stamina.retry_context(
+                on=_Away,
+                attempts=None,
+                timeout=self._retry_seconds,
+                wait_initial=_FIRST_WAIT_SECONDS,
+                wait_max=_LONGEST_WAIT_SECONDS,
+            ):
+                with attempt:
+                    try:
+                        return self._once(method, path, content)
+                    except _Away as exc:
+                        log.warning(
+                            "orchestration service unavailable for %s %s (%s); retrying in %.1f s",
+                            method,
+                            path,
+                            exc,
+                            attempt.next_wait,
+                        )
+                        raise
+        except _Away as exc:
+            raise OrchestrationUnavailable(f"{method} {path}: {exc} (retried for {self._retry_seconds:.0f} s)") from exc
+        raise AssertionError("stamina ended its retries without an answer or an error")
 
-    def _exchange(self, method: str, path: str, payload: bytes | None) -> tuple[int, Any]:
-        connection = self._connection()
-        # The orchestration service continues the job's trace: its writes show under the job.
-        connection.request(method, path, body=payload, headers={**self._headers, **trace_headers()})
-        response = connection.getresponse()
-        raw = response.read()
-        if response.getheader("connection", "").lower() == "close":
-            self._drop_connection()
+    def close(self) -> None:
+        self._http.close()
+
+    def _once(self, method: str, path: str, content: bytes | None) -> tuple[int, Any]:
         try:
-            return response.status, json.loads(raw) if raw else None
+            # The orchestration service continues the job's trace: its writes show under the job.
+            response = self._http.request(method, path, content=content, headers=trace_headers())
+        except httpx.TransportError as exc:
+            raise _Away(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            answer = response.json() if response.content else None
         except ValueError:
-            return response.status, raw.decode(errors="replace")
-
-    def _connection(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            connection = kind(self._host, self._port, timeout=self._timeout)
-            self._local.connection = connection
-        return connection
-
-    def _drop_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
+            answer = response.text
+        if response.status_code in _RETRY_STATUSES:
+            raise _Away(f"HTTP {response.status_code}: {answer}")
+        return response.status_code, answer
 
 
 class RemoteRecorder:
@@ -135,13 +129,7 @@ class RemoteRecorder:
         raise _refused("check for cancellation", status, answer)
 
     def report(self, attempt: Attempt, report: Report) -> None:
-        body = {
-            "seq": report.seq,
-            "episodes": [asdict(episode) for episode in report.episodes],
-            "evaluations": [asdict(result) for result in report.evaluations],
-            "model": None if report.model is None else asdict(report.model),
-        }
-        self._expect_done(attempt, "reports", body)
+        self._expect_done(attempt, "reports", content=REPORT_SCHEMA.dump_json(report))
 
     def finished(self, attempt: Attempt, status: RunStatus, error: str | None = None) -> None:
         self._expect_done(attempt, "end", {"status": status.value, "error": error and error[-_MAX_ERROR_CHARS:]})
@@ -163,8 +151,13 @@ class RemoteRecorder:
         if status in (401, 403):
             raise _refused("authenticate", status, answer)
 
-    def _expect_done(self, attempt: Attempt, action: str, body: dict[str, Any]) -> None:
-        status, answer = self._client.call("POST", f"{_attempt_path(attempt)}/{action}", body)
+    def close(self) -> None:
+        self._client.close()
+
+    def _expect_done(
+        self, attempt: Attempt, action: str, body: dict[str, Any] | None = None, *, content: bytes | None = None
+    ) -> None:
+        status, answer = self._client.call("POST", f"{_attempt_path(attempt)}/{action}", body, content=content)
         if status == 204:
             return
         if status in (404, 409):

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 
@@ -16,12 +16,5 @@ def health(request: Request, runtime: RuntimeDep) -> HealthOut:
     service: str = request.app.state.service_name
     body = HealthOut(status="ok", version=VERSION, service=service, region=runtime.settings.region)
     if request.app.state.reports_workers:
-        body.workers = [
-            WorkerOut(
-                **{k: v for k, v in status.to_dict().items() if k not in ("last_seen", "started_at")},
-                last_seen=datetime.fromtimestamp(status.last_seen, UTC),
-                started_at=datetime.fromtimestamp(status.started_at, UTC),
-            )
-            for status in runtime.registry.workers()
-        ]
+        body.workers = [WorkerOut.model_validate(asdict(status)) for status in runtime.workers.live()]
     return body

@@ -1,51 +1,40 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from tars.api.deps import OperatorPrincipal, RuntimeDep, SessionDep, ViewerPrincipal
-from tars.api.schemas import RunDetailOut, RunListOut, RunOut
-from tars.domain.errors import NotFound
-from tars.domain.runs import RunStatus
-from tars.services.training import cancel_run
-from tars.storage import runs
+from tars.api.deps import OperatorPrincipal, RuntimeDep, ViewerPrincipal
+from tars.api.schemas import RunListOut
+from tars.domain.runs import Run, RunDetail, RunStatus
 
 router = APIRouter(prefix="/api/v1/runs", tags=["runs"])
 
 
 @router.get("", response_model=RunListOut)
 def list_runs(
-    session: SessionDep,
+    runtime: RuntimeDep,
     _principal: ViewerPrincipal,
     agent_id: str | None = None,
     status: RunStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> RunListOut:
-    rows = runs.list_runs(session, agent_id=agent_id, status=status, limit=limit)
-    return RunListOut(items=[RunOut.model_validate(row) for row in rows])
+    return RunListOut(items=runtime.runs.list_runs(agent_id=agent_id, status=status, limit=limit))
 
 
-@router.get("/{run_id}", response_model=RunDetailOut, responses={404: {"description": "no such run"}})
-def get_run(run_id: str, session: SessionDep, _principal: ViewerPrincipal) -> RunDetailOut:
-    row = runs.get_run(session, run_id)
-    detail = RunDetailOut.model_validate(row)
-    detail.has_model = row.model_path is not None
-    detail.rewards = runs.step_rewards(session, run_id)
-    detail.metrics = runs.latest_metrics(session, run_id)
-    detail.evaluation = runs.evaluation_summary(session, run_id)
-    return detail
+@router.get("/{run_id}", response_model=RunDetail, responses={404: {"description": "no such run"}})
+def get_run(run_id: str, runtime: RuntimeDep, _principal: ViewerPrincipal) -> RunDetail:
+    return runtime.runs.detail(run_id)
 
 
 @router.post(
     "/{run_id}/cancel",
-    response_model=RunOut,
+    response_model=Run,
     responses={404: {"description": "no such run"}, 409: {"description": "already finished"}},
 )
-def cancel(run_id: str, runtime: RuntimeDep, principal: OperatorPrincipal) -> RunOut:
-    return RunOut.model_validate(cancel_run(runtime.sessions, runtime.bus, run_id, by=principal))
+def cancel(run_id: str, runtime: RuntimeDep, principal: OperatorPrincipal) -> Run:
+    return runtime.training.cancel(run_id, by=principal)
 
 
 @router.get(
@@ -56,8 +45,6 @@ def cancel(run_id: str, runtime: RuntimeDep, principal: OperatorPrincipal) -> Ru
         404: {"description": "no such run, or it has no model"},
     },
 )
-def download_model(run_id: str, session: SessionDep, _principal: ViewerPrincipal) -> FileResponse:
-    row = runs.get_run(session, run_id)
-    if row.model_path is None or not Path(row.model_path).is_file():
-        raise NotFound("model of run", run_id)
-    return FileResponse(row.model_path, media_type="application/zip", filename=f"{row.agent_id}-{run_id}.zip")
+def download_model(run_id: str, runtime: RuntimeDep, _principal: ViewerPrincipal) -> FileResponse:
+    model = runtime.runs.model_file(run_id)
+    return FileResponse(model.path, media_type="application/zip", filename=model.filename)

@@ -5,17 +5,14 @@ from fastapi import APIRouter
 from tars.api.deps import OperatorPrincipal, RuntimeDep
 from tars.api.errors import UNREADABLE_BODY
 from tars.api.schemas import EvaluateIn, TrainIn, TrainOut
-from tars.services.training import EvaluationRequest, TrainingRequest, submit_evaluation, submit_training
+from tars.services.training import EvaluationRequest, TrainingRequest
 
 router = APIRouter(prefix="/api/v1", tags=["training"])
 
 
 @router.post("/train", response_model=TrainOut, responses={**UNREADABLE_BODY, 404: {"description": "unknown agent"}})
 def train(body: TrainIn, runtime: RuntimeDep, principal: OperatorPrincipal) -> TrainOut:
-    run = submit_training(
-        runtime.sessions,
-        runtime.queue,
-        runtime.bus,
+    run = runtime.training.train(
         TrainingRequest(
             agent_id=body.agent_id,
             episodes=body.episodes,
@@ -25,20 +22,15 @@ def train(body: TrainIn, runtime: RuntimeDep, principal: OperatorPrincipal) -> T
             seed=body.seed,
             from_run=body.from_run,
         ),
-        evaluation_episodes=runtime.settings.evaluation_episodes,
-        limits=runtime.settings.memory_limits,
         by=principal,
     )
-    return TrainOut(run_id=run.id, status=run.status)
+    return TrainOut(run_id=run.run_id, status=run.status)
 
 
 @router.post("/evaluate", response_model=TrainOut, responses={**UNREADABLE_BODY, 404: {"description": "unknown agent"}})
 def evaluate(body: EvaluateIn, runtime: RuntimeDep, principal: OperatorPrincipal) -> TrainOut:
-    run = submit_evaluation(
-        runtime.sessions,
-        runtime.queue,
-        runtime.bus,
+    run = runtime.training.evaluate(
         EvaluationRequest(episodes=body.episodes, run_id=body.run_id, agent_id=body.agent_id, seed=body.seed),
         by=principal,
     )
-    return TrainOut(run_id=run.id, status=run.status)
+    return TrainOut(run_id=run.run_id, status=run.status)
