@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from tars.bus.base import EventBus
+from tars.domain.evaluations import NewEvaluation
 from tars.domain.events import Event, EventType
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
 from tars.metrics.catalogue import TRAINING_RUNS
@@ -19,7 +20,6 @@ from tars.services.training import run_event_data
 from tars.storage import evaluations, runs
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
-from tars.storage.evaluations import NewEvaluation
 from tars.training.progress import EpisodeFinished, Report
 from tars.version import VERSION
 

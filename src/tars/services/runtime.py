@@ -18,6 +18,7 @@ from tars.settings import Settings
 from tars.storage.database import SessionFactory
 
 if TYPE_CHECKING:
+    from tars.services.evaluations import EvaluationService
     from tars.services.security import Security
 
 
@@ -29,6 +30,7 @@ class Runtime:
     queue: JobQueue
     bus: EventBus
     registry: WorkerRegistry
+    evaluations: EvaluationService = field(repr=False, kw_only=True)
     # Authentication is built on first use: a worker never authenticates anyone, and the JWT, argon2
     # and cryptography stack would cost each worker process about 11 MB.
     build_security: Callable[[], Security] = field(repr=False, kw_only=True)
