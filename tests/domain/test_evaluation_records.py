@@ -27,7 +27,7 @@ def test_the_api_answer_is_derived_from_the_record() -> None:
 
 
 def test_regions_are_declared_once() -> None:
-    assert REGIONS == get_args(Region) and len(set(REGIONS)) == len(REGIONS)
+    assert get_args(Region) == REGIONS and len(set(REGIONS)) == len(REGIONS)
 
 
 def test_a_cursor_is_the_position_it_was_made_from() -> None:

@@ -210,6 +210,7 @@ class CachedViewer(RoleRequirement):
 @router.get(
     "",
     response_model=EvaluationPageOut,
+    responses={422: {"description": "a query parameter FastAPI would refuse, or not a cursor this API returned"}},
     # What the lean dependency leaves out of the schema: the credentials it reads.
     openapi_extra={"security": [{"HTTPBearer": []}, {"APIKeyHeader": []}], "parameters": _documented(ListQuery)},
 )
