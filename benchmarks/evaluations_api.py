@@ -84,6 +84,7 @@ from _harness import emit, free_port, postgres_database
 from live_feed import Dashboard, summary
 from sqlalchemy import Engine, event
 
+from tars.domain.evaluations import EvaluationFilter, Position, encode_cursor
 from tars.domain.users import Role
 from tars.services.auth.users import add_user as create_user
 from tars.storage import evaluations, migrate
@@ -246,30 +247,30 @@ def process(command: list[str], log_path: Path, health_url: str, env: dict[str, 
 @dataclass(frozen=True)
 class HotQuery:
     name: str
-    where: evaluations.EvaluationFilter
+    where: EvaluationFilter
     params: dict[str, str]
     cursor_of: str | None = None  # a second page: after the first page of that query
 
 
 def hot_queries(since: datetime) -> list[HotQuery]:
     return [
-        HotQuery("latest", evaluations.EvaluationFilter(), {}),
-        HotQuery("agent", evaluations.EvaluationFilter(agent_id="ppo"), {"agent_id": "ppo"}),
+        HotQuery("latest", EvaluationFilter(), {}),
+        HotQuery("agent", EvaluationFilter(agent_id="ppo"), {"agent_id": "ppo"}),
         HotQuery(
             "agent_region",
-            evaluations.EvaluationFilter(agent_id="ppo", region="eu-west-1"),
+            EvaluationFilter(agent_id="ppo", region="eu-west-1"),
             {"agent_id": "ppo", "region": "eu-west-1"},
         ),
         HotQuery(
             "region_last_24h",
-            evaluations.EvaluationFilter(region="eu-west-1", since=since),
+            EvaluationFilter(region="eu-west-1", since=since),
             {"region": "eu-west-1", "since": since.isoformat()},
         ),
-        HotQuery("latest_page_2", evaluations.EvaluationFilter(), {}, cursor_of="latest"),
+        HotQuery("latest_page_2", EvaluationFilter(), {}, cursor_of="latest"),
     ]
 
 
-def app_sql(engine: Engine, where: evaluations.EvaluationFilter, cursor: str | None) -> tuple[str, dict[str, Any]]:
+def app_sql(engine: Engine, where: EvaluationFilter, cursor: str | None) -> tuple[str, dict[str, Any]]:
     """The SELECT the app's own query code sends for this filter, with its parameters."""
     captured: list[tuple[str, Any]] = []
 
@@ -586,9 +587,7 @@ def floor_app(dsn: str, encoder: str) -> Any:
         rows = await pool[0].fetch(FLOOR_SQL, query["agent_id"], query["region"], limit + 1)
         items = [dict(row) for row in rows[:limit]]
         cursor = (
-            evaluations.encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
-            if len(rows) > limit
-            else None
+            encode_cursor(Position(rows[limit - 1]["created_at"], rows[limit - 1]["id"])) if len(rows) > limit else None
         )
         return Response(encode(items, cursor), media_type="application/json")
 

@@ -40,14 +40,13 @@ import redis
 from _harness import emit, free_port
 
 from tars.client.live import LiveEvent, ReconnectingWebSocketClient, State
+from tars.domain.evaluations import NewEvaluation
 from tars.domain.events import Event
 from tars.domain.users import Role
 from tars.services.auth.users import add_user as create_user
-from tars.services.evaluations import submit_evaluation
 from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage.database import transaction
-from tars.storage.evaluations import NewEvaluation
 from tars.wiring.runtime import build_runtime
 
 
@@ -148,7 +147,7 @@ class EvaluationPublisher:
     def _run(self) -> None:
         while not self._stopping.wait(0.02):
             submission = NewEvaluation("ppo", "CartPole-v1", float(len(self.published)), "us-west-2")
-            self.published.append(submit_evaluation(self._runtime.sessions, self._runtime.bus, submission).id)
+            self.published.append(self._runtime.evaluations.store(submission).id)
 
     def start(self) -> None:
         self._thread.start()

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tars.services.evaluations import IdempotencyKey, submit_evaluations
+from tars.domain.evaluations import NewEvaluation
+from tars.domain.users import Principal, Role
 from tars.services.runtime import Runtime
-from tars.storage.evaluations import NewEvaluation
 from tars.storage.tables import EvaluationRow
 
 
@@ -123,7 +123,7 @@ def test_a_retry_with_the_same_key_stores_nothing_twice(
 
 
 def test_two_requests_racing_with_one_key_store_once(runtime: Runtime) -> None:
-    key = IdempotencyKey(key="race", principal="user:1", scope="evaluations.batch", request_hash="same")
+    by = Principal(user_id=1, username="racer", role=Role.OPERATOR)
     submissions = [NewEvaluation("ppo", "CartPole-v1", float(n), "eu-west-1") for n in range(50)]
     answers = []
     errors: list[BaseException] = []
@@ -132,16 +132,7 @@ def test_two_requests_racing_with_one_key_store_once(runtime: Runtime) -> None:
     def submit() -> None:
         start.wait()
         try:
-            answers.append(
-                submit_evaluations(
-                    runtime.sessions,
-                    runtime.bus,
-                    submissions,
-                    render=lambda rows: {"ids": [row.id for row in rows]},
-                    batch=True,
-                    idempotency=key,
-                )
-            )
+            answers.append(runtime.evaluations.submit_batch(submissions, by=by, idempotency_key="race"))
         except BaseException as exc:
             errors.append(exc)
 

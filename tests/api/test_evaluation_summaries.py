@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from tars.domain.evaluations import NewEvaluation
 from tars.services.runtime import Runtime
 from tars.storage import evaluations, rollups
 from tars.storage.database import transaction
@@ -37,7 +38,7 @@ def seed(runtime: Runtime, start: datetime, count: int) -> list[dict[str, Any]]:
             }
         )
     with transaction(runtime.sessions) as session:
-        evaluations.insert_evaluations(session, [evaluations.NewEvaluation(**row) for row in rows])
+        evaluations.insert_evaluations(session, [NewEvaluation(**row) for row in rows])
     return rows
 
 

@@ -6,9 +6,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tars.domain.evaluations import NewEvaluation
 from tars.services.runtime import Runtime
 from tars.storage.database import transaction
-from tars.storage.evaluations import NewEvaluation, insert_evaluations
+from tars.storage.evaluations import insert_evaluations
 
 PPO = {"agent_id": "ppo", "environment": "CartPole-v1", "reward": 150}
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from tars.client.live import Backoff, LiveEvent, ReconnectingWebSocketClient, State
-from tars.services.evaluations import submit_evaluation
+from tars.domain.evaluations import NewEvaluation
 from tars.services.runtime import Runtime
 from tars.settings import Settings
-from tars.storage.evaluations import NewEvaluation
 from tars.storage.users import get_user_by_username
 from tars.wiring.runtime import build_runtime
 from tests.client.conftest import FreezableProxy, LiveServer
@@ -37,7 +36,7 @@ def token_of(runtime: Runtime, username: str = "viewer-user") -> str:
 
 def evaluate(runtime: Runtime, reward: float) -> int:
     submission = NewEvaluation(agent_id="ppo", environment="CartPole-v1", reward=reward, region="us-west-2")
-    return submit_evaluation(runtime.sessions, runtime.bus, submission).id
+    return runtime.evaluations.store(submission).id
 
 
 class Watcher:

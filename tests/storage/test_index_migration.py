@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, event, text
 
+from tars.domain.evaluations import EvaluationFilter
 from tars.storage import evaluations, migrate, runs
 from tars.storage.database import make_engine, make_session_factory
 from tars.storage.online_index import index_validity
@@ -165,10 +166,10 @@ def test_each_hot_query_uses_its_index(engine: Engine) -> None:
         )
         connection.execute(text("ANALYZE evaluations"))
     cases = {
-        "idx_evaluations_time": evaluations.EvaluationFilter(),
-        "idx_evaluations_agent_time": evaluations.EvaluationFilter(agent_id="sac"),
-        "idx_evaluations_agent_region_time": evaluations.EvaluationFilter(agent_id="sac", region="us-east-1"),
-        "idx_evaluations_run": evaluations.EvaluationFilter(run_id="no-such-run"),
+        "idx_evaluations_time": EvaluationFilter(),
+        "idx_evaluations_agent_time": EvaluationFilter(agent_id="sac"),
+        "idx_evaluations_agent_region_time": EvaluationFilter(agent_id="sac", region="us-east-1"),
+        "idx_evaluations_run": EvaluationFilter(run_id="no-such-run"),
     }
     for index, where in cases.items():
         plan = plan_of(engine, lambda session, where=where: evaluations.list_evaluations(session, where, limit=100))
@@ -176,9 +177,9 @@ def test_each_hot_query_uses_its_index(engine: Engine) -> None:
         assert '"Seq Scan"' not in plan, (index, plan)
     # A common agent and region among 200,000 rows: newest first through an index, never a sort of them all.
     for where in (
-        evaluations.EvaluationFilter(agent_id="ppo"),
-        evaluations.EvaluationFilter(agent_id="ppo", region="eu-west-1"),
-        evaluations.EvaluationFilter(region="eu-west-1", since=datetime.now(UTC) - timedelta(days=1)),
+        EvaluationFilter(agent_id="ppo"),
+        EvaluationFilter(agent_id="ppo", region="eu-west-1"),
+        EvaluationFilter(region="eu-west-1", since=datetime.now(UTC) - timedelta(days=1)),
     ):
         plan = plan_of(engine, lambda session, where=where: evaluations.list_evaluations(session, where, limit=100))
         assert '"Node Type": "Sort"' not in plan and '"Seq Scan"' not in plan, (where, plan)

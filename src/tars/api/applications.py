@@ -11,7 +11,6 @@ from fastapi.staticfiles import StaticFiles
 
 from tars.api.bodies import document_json_bodies
 from tars.api.errors import install_error_handlers
-from tars.api.fastpath import EvaluationListFastPath
 from tars.api.observability import RequestMetricsMiddleware, SecurityHeadersMiddleware
 from tars.api.observability import router as metrics_router
 from tars.api.ratelimit import RateLimitMiddleware, RateLimits
@@ -33,7 +32,6 @@ from tars.api.routes import (
 )
 from tars.metrics.collectors import watch_database, watch_queue
 from tars.services.runtime import Runtime
-from tars.storage.database import make_async_engine, make_read_pool
 from tars.version import __version__
 
 DASHBOARD_API = "dashboard-api"
@@ -59,8 +57,6 @@ def _base_app(
     app.state.service_name = service
     watch_database(runtime.engine)
     app.state.reports_workers = service == ORCHESTRATION
-    if service == DASHBOARD_API:  # innermost: inside the metrics, headers and rate limiting below
-        app.add_middleware(EvaluationListFastPath, authenticator=security.authenticator)
     app.add_middleware(RequestMetricsMiddleware, service=service)
     app.add_middleware(SecurityHeadersMiddleware)
     if rate_limits is None and settings.rate_limit_enabled:
@@ -97,25 +93,19 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Made here, not with the runtime: an asyncio engine's connections belong to this loop.
-        app.state.read_engine = make_async_engine(runtime.settings.sqlalchemy_url, runtime.settings.db_pool())
-        app.state.read_pool = await make_read_pool(runtime.settings.sqlalchemy_url, runtime.settings.db_pool())
+        # Opened here, not with the runtime: the evaluation reader's pool belongs to this loop.
+        await runtime.evaluations.start()
         await hub.start()
         try:
             yield
         finally:
             await hub.stop()
-            if app.state.read_engine is not None:
-                await app.state.read_engine.dispose()
-            if app.state.read_pool is not None:
-                await app.state.read_pool.close()
-            app.state.read_engine = app.state.read_pool = None
+            await runtime.evaluations.close()
 
     app = _base_app(
         runtime, DASHBOARD_API, "Evaluations, agents, runs and the live dashboard.", rate_limits, lifespan=lifespan
     )
     app.state.hub = hub
-    app.state.read_engine = app.state.read_pool = None
     # The dashboard's own page starts training too, from its origin.
     for router in (
         evaluations.router,

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from tars.domain.agents import Agent
 from tars.domain.audit import AuditEvent
 from tars.domain.errors import InvalidField
-from tars.domain.regions import REGIONS
+from tars.domain.evaluations import Evaluation, EvaluationSeries, EvaluationSummary
+from tars.domain.regions import Region
 from tars.domain.runs import Run
 from tars.domain.users import ApiKey, User
 from tars.domain.workers import MOMENTS, WorkerStatus
@@ -22,8 +23,6 @@ AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 # PostgreSQL, BigId 64 (as wide as SQLite binds).
 RowId = Annotated[int, Field(ge=1, lt=2**31)]
 BigRowId = Annotated[int, Field(ge=1, lt=2**63)]
-Region = Literal["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-1"]
-assert set(Region.__args__) == set(REGIONS)  # type: ignore[attr-defined]
 
 
 def check_query_times(**moments: datetime | None) -> None:
@@ -177,39 +176,10 @@ class EvaluationIn(RequestModel):
     duration_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
-class EvaluationStatistics(BaseModel):
-    count: int
-    failed: int
-    mean_reward: float | None = Field(description="Of the completed evaluations")
-    std_reward: float | None
-    min_reward: float | None
-    max_reward: float | None
-    mean_duration_ms: float | None
-    p50_duration_ms: float | None = Field(description="From a histogram: within a few percent")
-    p95_duration_ms: float | None
-
-
-class EvaluationGroupOut(EvaluationStatistics):
-    agent_id: str | None = None
-    environment: str | None = None
-    region: str | None = None
-
-
-class EvaluationSummaryOut(BaseModel):
-    since: datetime
-    until: datetime
-    groups: list[EvaluationGroupOut]
-
-
-class EvaluationPointOut(EvaluationStatistics):
-    at: datetime = Field(description="Start of the interval")
-
-
-class EvaluationSeriesOut(BaseModel):
-    since: datetime
-    until: datetime
-    interval: Literal["hour", "day"]
-    points: list[EvaluationPointOut]
+# Summaries and series are answered as their domain records (dataclasses: pydantic documents and
+# serialises them as objects).
+EvaluationSummaryOut = EvaluationSummary
+EvaluationSeriesOut = EvaluationSeries
 
 
 class EvaluationBatchIn(RequestModel):
@@ -221,24 +191,18 @@ class EvaluationBatchOut(BaseModel):
     ids: list[int] = Field(description="The stored evaluations' ids, in the order of the items")
 
 
-class EvaluationOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    agent_id: str
-    run_id: str | None
-    environment: str
-    region: str
-    reward: float
-    episode_length: int | None
-    duration_ms: float | None
-    status: str
-    created_at: datetime
+def response_model_of(record: type[tuple[Any, ...]], name: str) -> type[BaseModel]:
+    """A response model with a record's fields, in its order (a NamedTuple would be an array)."""
+    fields: dict[str, Any] = {field: (hint, ...) for field, hint in get_type_hints(record).items()}
+    return create_model(name, **fields)
 
 
-class EvaluationPageOut(BaseModel):
-    items: list[EvaluationOut]
-    next_cursor: str | None
+EvaluationOut = response_model_of(Evaluation, "EvaluationOut")
+EvaluationPageOut = create_model(
+    "EvaluationPageOut",
+    items=(list[EvaluationOut], ...),  # type: ignore[valid-type]
+    next_cursor=(str | None, ...),
+)
 
 
 class AgentIn(RequestModel):

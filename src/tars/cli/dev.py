@@ -22,16 +22,10 @@ def dev() -> None:
 @click.pass_obj
 def seed(settings: Settings, count: int, days: float, seed: int) -> None:
     """Add realistic evaluations: every built-in agent in every region over the last DAYS."""
-    from tars.services.seeding import generate_evaluations
-    from tars.storage import evaluations
-    from tars.storage.agents import ensure_builtin_agents
-    from tars.storage.database import make_session_factory, transaction
-    from tars.storage.types import utcnow
+    from tars.services.seeding import seed_evaluations
 
     with database(settings, require_current_schema=True) as engine:
-        with transaction(make_session_factory(engine)) as session:
-            ensure_builtin_agents(session)
         started = time.perf_counter()
-        loaded = evaluations.bulk_load(engine, generate_evaluations(count, now=utcnow(), days=days, seed=seed))
+        loaded = seed_evaluations(engine, count, days=days, seed=seed)
         elapsed = time.perf_counter() - started
     click.echo(f"added {loaded:,} evaluations in {elapsed:.1f} s ({loaded / max(elapsed, 1e-9):,.0f}/s)")

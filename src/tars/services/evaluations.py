@@ -1,47 +1,44 @@
-"""Evaluations submitted by clients."""
+"""Evaluations: submitting one or a batch (once per Idempotency-Key), deleting one, listing a page,
+and summaries and series over a window. Each use case opens its own unit of work and answers with
+domain records, or the JSON the service made of them."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus
 from tars.domain.agents import ENVIRONMENTS
 from tars.domain.audit import AuditAction
 from tars.domain.errors import IdempotencyKeyReused, InvalidField, InvalidFields
+from tars.domain.evaluations import (
+    Evaluation,
+    EvaluationFilter,
+    EvaluationPage,
+    EvaluationScope,
+    EvaluationSeries,
+    EvaluationSummary,
+    Interval,
+    NewEvaluation,
+    Position,
+    decode_cursor,
+)
 from tars.domain.events import Event, EventType
 from tars.domain.users import Principal
 from tars.metrics.counting import count_evaluations
-from tars.services import audit
+from tars.services import audit, summaries
 from tars.storage import agents, evaluations
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
-from tars.storage.evaluations import NewEvaluation, StoredEvaluation
+from tars.storage.evaluations import page_of
 from tars.storage.types import utcnow
-
-
-@dataclass(frozen=True)
-class IdempotencyKey:
-    """A client's Idempotency-Key, whose principal and operation it belongs to, and what was asked."""
-
-    key: str
-    principal: str
-    scope: str
-    request_hash: str
-
-
-@dataclass(frozen=True)
-class Answer:
-    status_code: int
-    body: dict[str, Any]
-    # The request was made before with this key: nothing was stored now, this is the first answer.
-    replayed: bool
-
 
 # How long a key is remembered; a retry comes within minutes, not days.
 IDEMPOTENCY_KEEP = timedelta(hours=24)
@@ -50,56 +47,154 @@ MAX_BATCH = 1000
 # cost more than the storing (numbering, announcing and relaying each), while one event per batch
 # would let a channel's replay window of 1,000 events hold a million evaluations.
 ITEMS_PER_EVENT = 100
+# What a submission's answer is kept under with its key (the column holds the answer's status too).
+CREATED = 201
+JSON_OPTIONS = orjson.OPT_UTC_Z
 
 
-def submit_evaluation(sessions: SessionFactory, bus: EventBus, submission: NewEvaluation) -> StoredEvaluation:
-    with transaction(sessions) as session:
-        rows = _store(session, [submission], batch=False)
-    _announce(bus, rows)
-    return rows[0]
+class EvaluationReader(Protocol):
+    """Reads pages of evaluations for the event loop: one implementation per database, chosen by wiring."""
+
+    async def start(self) -> None:
+        """Open what reading needs on the running event loop (a pool, say)."""
+
+    async def close(self) -> None:
+        """Close what `start` opened on the running event loop."""
+
+    async def page(self, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[Evaluation]:
+        """Up to ``limit`` + 1 evaluations after ``after``, newest first."""
+        ...
 
 
-def submit_evaluations(
-    sessions: SessionFactory,
-    bus: EventBus,
-    submissions: list[NewEvaluation],
-    *,
-    render: Callable[[list[StoredEvaluation]], dict[str, Any]],
-    batch: bool,
-    idempotency: IdempotencyKey | None = None,
-    status_code: int = 201,
-) -> Answer:
-    """Store all of ``submissions`` or none (every bad item named), once per idempotency key.
+@dataclass(frozen=True)
+class Receipt:
+    """What a submission answers: JSON made from the stored records, or the first answer to its key."""
 
-    ``render`` gives the answer's body from the stored rows; it is kept with the key, so a retry
-    gets exactly the first answer.
-    """
-    if len(submissions) > MAX_BATCH:
-        raise InvalidField("items", f"at most {MAX_BATCH} evaluations per batch")
-    with transaction(sessions) as session:
-        if idempotency is not None:
-            earlier = idempotency_keys.claim(
-                session, idempotency.principal, idempotency.scope, idempotency.key, idempotency.request_hash
+    body: bytes
+    # The request was made before with this key: nothing was stored now, this is the first answer.
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class _Key:
+    key: str
+    principal: str
+    scope: str
+    request_hash: str
+
+
+class EvaluationService:
+    def __init__(self, sessions: SessionFactory, bus: EventBus, reader: EvaluationReader) -> None:
+        self.sessions = sessions
+        self.bus = bus
+        self.reader = reader
+
+    async def start(self) -> None:
+        await self.reader.start()
+
+    async def close(self) -> None:
+        await self.reader.close()
+
+    # writing
+
+    def submit(
+        self, submission: NewEvaluation, *, by: Principal | None = None, idempotency_key: str | None = None
+    ) -> Receipt:
+        """Store one evaluation; its answer is the stored evaluation."""
+        key = _key(idempotency_key, by, "evaluations", [submission])
+        return self._submit([submission], key, batch=False)
+
+    def submit_batch(
+        self, submissions: list[NewEvaluation], *, by: Principal | None = None, idempotency_key: str | None = None
+    ) -> Receipt:
+        """Store all of ``submissions`` or none (every bad item named); the answer is their count and ids."""
+        if len(submissions) > MAX_BATCH:
+            raise InvalidField("items", f"at most {MAX_BATCH} evaluations per batch")
+        key = _key(idempotency_key, by, "evaluations.batch", submissions)
+        return self._submit(submissions, key, batch=True)
+
+    def store(self, submission: NewEvaluation) -> Evaluation:
+        """Store one evaluation and announce it; the stored record."""
+        with transaction(self.sessions) as session:
+            rows = _store(session, [submission], batch=False)
+        _announce(self.bus, rows)
+        return rows[0]
+
+    def _submit(self, submissions: list[NewEvaluation], key: _Key | None, *, batch: bool) -> Receipt:
+        """Once per idempotency key: a retry gets exactly the first answer, kept with the key."""
+        with transaction(self.sessions) as session:
+            if key is not None:
+                earlier = idempotency_keys.claim(session, key.principal, key.scope, key.key, key.request_hash)
+                if earlier is not None:
+                    if earlier.request_hash != key.request_hash or earlier.response is None:
+                        raise IdempotencyKeyReused(
+                            "this Idempotency-Key was used for a different request; use a new key for a new request"
+                        )
+                    return Receipt(orjson.dumps(earlier.response), replayed=True)
+                if secrets.randbelow(100) == 0:  # now and then, forget keys nobody will retry any more
+                    idempotency_keys.forget_older_than(session, utcnow() - IDEMPOTENCY_KEEP)
+            rows = _store(session, submissions, batch=batch)
+            answer: dict[str, Any] = (
+                {"count": len(rows), "ids": [row.id for row in rows]} if batch else rows[0]._asdict()
             )
-            if earlier is not None:
-                if earlier.request_hash != idempotency.request_hash or earlier.response is None:
-                    raise IdempotencyKeyReused(
-                        "this Idempotency-Key was used for a different request; use a new key for a new request"
-                    )
-                return Answer(earlier.status_code or status_code, dict(earlier.response), replayed=True)
-            if secrets.randbelow(100) == 0:  # now and then, forget keys nobody will retry any more
-                idempotency_keys.forget_older_than(session, utcnow() - IDEMPOTENCY_KEEP)
-        rows = _store(session, submissions, batch=batch)
-        body = render(rows)
-        if idempotency is not None:
-            idempotency_keys.record_answer(
-                session, idempotency.principal, idempotency.scope, idempotency.key, status_code, body
+            body = orjson.dumps(answer, option=JSON_OPTIONS)
+            if key is not None:
+                idempotency_keys.record_answer(session, key.principal, key.scope, key.key, CREATED, orjson.loads(body))
+        _announce(self.bus, rows, batch=batch)
+        return Receipt(body, replayed=False)
+
+    def delete(self, evaluation_id: int, *, by: Principal | None) -> Evaluation:
+        """Delete one evaluation (a mistaken submission, say); the audit log keeps what it was."""
+        with transaction(self.sessions) as session:
+            deleted = evaluations.delete_evaluation(session, evaluation_id)
+            [data] = evaluations_event_data([deleted])
+            audit.record(
+                session,
+                by,
+                AuditAction.EVALUATION_DELETED,
+                target=str(evaluation_id),
+                details={key: data[key] for key in ("agent_id", "environment", "region", "reward", "created_at")},
             )
-    _announce(bus, rows, batch=batch)
-    return Answer(status_code, body, replayed=False)
+        self.bus.publish(Event(EventType.EVALUATION_DELETED, data))
+        return deleted
+
+    # reading
+
+    async def page(self, where: EvaluationFilter, *, limit: int, cursor: str | None = None) -> EvaluationPage:
+        """A page of evaluations, newest first, after ``cursor`` (from the page before)."""
+        after = decode_cursor(cursor) if cursor is not None else None
+        return page_of(await self.reader.page(where, limit=limit, after=after), limit)
+
+    def summary(
+        self, scope: EvaluationScope, since: datetime, until: datetime, group_by: list[str]
+    ) -> EvaluationSummary:
+        with self.sessions() as session:
+            return summaries.summarize(session, scope, since, until, group_by)
+
+    def series(self, scope: EvaluationScope, since: datetime, until: datetime, interval: Interval) -> EvaluationSeries:
+        with self.sessions() as session:
+            return summaries.series(session, scope, since, until, interval)
 
 
-def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -> list[StoredEvaluation]:
+def page_json(page: EvaluationPage) -> bytes:
+    """A page as the API answers it, encoded once: validating and serialising each row through
+    pydantic cost more than the query."""
+    return orjson.dumps(
+        {"items": [item._asdict() for item in page.items], "next_cursor": page.next_cursor}, option=JSON_OPTIONS
+    )
+
+
+def _key(key: str | None, by: Principal | None, scope: str, submissions: list[NewEvaluation]) -> _Key | None:
+    if key is None:
+        return None
+    if by is None:
+        raise ValueError("an Idempotency-Key belongs to a principal")
+    # What was asked, as stored: the same submissions hash the same, whatever the JSON's spacing.
+    request_hash = hashlib.sha256(repr(submissions).encode()).hexdigest()
+    return _Key(key=key, principal=f"user:{by.user_id}", scope=scope, request_hash=request_hash)
+
+
+def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -> list[Evaluation]:
     known = agents.existing_agent_ids(session, {item.agent_id for item in submissions})
     problems = []
     for index, item in enumerate(submissions):
@@ -115,7 +210,7 @@ def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -
     return evaluations.insert_evaluations(session, submissions)
 
 
-def _announce(bus: EventBus, rows: list[StoredEvaluation], *, batch: bool = False) -> None:
+def _announce(bus: EventBus, rows: list[Evaluation], *, batch: bool = False) -> None:
     count_evaluations(rows)
     data = evaluations_event_data(rows)
     if not batch:
@@ -133,22 +228,7 @@ def _announce(bus: EventBus, rows: list[StoredEvaluation], *, batch: bool = Fals
     )
 
 
-def delete_evaluation(sessions: SessionFactory, bus: EventBus, evaluation_id: int, *, by: Principal | None) -> None:
-    with transaction(sessions) as session:
-        row = evaluations.get_evaluation(session, evaluation_id)
-        [data] = evaluations_event_data([evaluations.stored_evaluation(row)])
-        evaluations.delete_evaluation(session, row)
-        audit.record(
-            session,
-            by,
-            AuditAction.EVALUATION_DELETED,
-            target=str(evaluation_id),
-            details={key: data[key] for key in ("agent_id", "environment", "region", "reward", "created_at")},
-        )
-    bus.publish(Event(EventType.EVALUATION_DELETED, data))
-
-
-def evaluations_event_data(rows: Iterable[StoredEvaluation]) -> list[dict[str, Any]]:
+def evaluations_event_data(rows: Iterable[Evaluation]) -> list[dict[str, Any]]:
     """What events say of each evaluation; a batch shares one created_at, formatted once."""
     formatted: dict[datetime, str] = {}
     data = []

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus
 from tars.domain.errors import InvalidField, NotFound
+from tars.domain.evaluations import NewEvaluation
 from tars.domain.events import Event, EventType
 from tars.domain.progress import EpisodeFinished, Report
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
@@ -27,7 +28,6 @@ from tars.services.runs import run_record
 from tars.storage import evaluations, runs
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
-from tars.storage.evaluations import NewEvaluation
 from tars.storage.runs import ReportTarget
 from tars.version import VERSION
 

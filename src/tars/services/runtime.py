@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from limits.aio.storage import Storage
 
     from tars.services.auth.security import Security
+    from tars.services.evaluations import EvaluationService
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Runtime:
     queue: JobQueue
     bus: EventBus
     registry: WorkerRegistry
+    evaluations: EvaluationService = field(repr=False, kw_only=True)
     # Authentication is built on first use: a worker never authenticates anyone, and the JWT, argon2
     # and cryptography stack would cost each worker process about 11 MB.
     build_security: Callable[[], Security] = field(repr=False, kw_only=True)

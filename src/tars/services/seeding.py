@@ -13,11 +13,25 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Engine
+
 from tars.domain.agents import BUILTIN_AGENTS
 from tars.domain.regions import REGIONS
+from tars.storage import evaluations
+from tars.storage.agents import ensure_builtin_agents
+from tars.storage.database import make_session_factory, transaction
+from tars.storage.types import utcnow
 
 _REGION_LATENCY_MS = {"us-west-2": 8.0, "us-east-1": 10.0, "eu-west-1": 14.0, "ap-southeast-1": 22.0}
 _FAILED_SHARE = 0.01
+
+
+def seed_evaluations(engine: Engine, count: int, *, days: float = 30.0, seed: int = 0) -> int:
+    """Add ``count`` generated evaluations over the last ``days`` (and the built-in agents they
+    belong to, if missing), as fast as the database takes them; returns how many."""
+    with transaction(make_session_factory(engine)) as session:
+        ensure_builtin_agents(session)
+    return evaluations.bulk_load(engine, generate_evaluations(count, now=utcnow(), days=days, seed=seed))
 
 
 def generate_evaluations(count: int, *, now: datetime, days: float = 30.0, seed: int = 0) -> Iterator[dict[str, Any]]:

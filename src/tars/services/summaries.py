@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,25 +10,29 @@ from sqlalchemy.orm import Session
 
 from tars.domain.durations import percentile
 from tars.domain.errors import InvalidField
+from tars.domain.evaluations import (
+    EvaluationGroup,
+    EvaluationPoint,
+    EvaluationScope,
+    EvaluationSeries,
+    EvaluationSummary,
+    Interval,
+)
 from tars.storage import rollups
-from tars.storage.rollups import Scope, Totals
+from tars.storage.rollups import Totals
 
 GROUPINGS = ("agent_id", "environment", "region")
-INTERVALS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+INTERVALS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 MAX_POINTS = 2_000
 
 
-@dataclass(frozen=True)
-class Window:
-    since: datetime
-    until: datetime
-
-    def __post_init__(self) -> None:
-        if self.since >= self.until:
-            raise InvalidField("since", "must be before until", location="query")
+def check_window(since: datetime, until: datetime) -> None:
+    if since >= until:
+        raise InvalidField("since", "must be before until", location="query")
 
 
 def statistics(totals: Totals) -> dict[str, Any]:
+    """The fields of an EvaluationStatistics, from the totals of its evaluations."""
     mean = totals.reward_sum / totals.reward_count if totals.reward_count else None
     variance = totals.reward_square_sum / totals.reward_count - mean * mean if mean is not None else None
     return {
@@ -45,29 +48,48 @@ def statistics(totals: Totals) -> dict[str, Any]:
     }
 
 
-def summarize(session: Session, scope: Scope, window: Window, group_by: list[str]) -> list[dict[str, Any]]:
+def summarize(
+    session: Session, scope: EvaluationScope, since: datetime, until: datetime, group_by: list[str]
+) -> EvaluationSummary:
     """Statistics per group (any of agent_id, environment, region; none: one group of all)."""
+    check_window(since, until)
     unknown = [name for name in group_by if name not in GROUPINGS]
     if unknown:
         raise InvalidField("group_by", f"unknown grouping {unknown[0]!r}; use {', '.join(GROUPINGS)}", location="query")
     keys = [name for name in GROUPINGS if name in group_by]
     groups: dict[tuple[str, ...], Totals] = {}
-    for (agent_id, environment, region), totals in rollups.totals_in_window(
-        session, scope, window.since, window.until
-    ).items():
+    for (agent_id, environment, region), totals in rollups.totals_in_window(session, scope, since, until).items():
         found = {"agent_id": agent_id, "environment": environment, "region": region}
         groups.setdefault(tuple(found[key] for key in keys), Totals()).merge(totals)
-    return [{**dict(zip(keys, group, strict=True)), **statistics(totals)} for group, totals in sorted(groups.items())]
+    return EvaluationSummary(
+        since=since,
+        until=until,
+        groups=[
+            EvaluationGroup(**statistics(totals), **_keyed(keys, group)) for group, totals in sorted(groups.items())
+        ],
+    )
 
 
-def series(session: Session, scope: Scope, window: Window, interval: str) -> list[dict[str, Any]]:
+def series(
+    session: Session, scope: EvaluationScope, since: datetime, until: datetime, interval: Interval
+) -> EvaluationSeries:
+    check_window(since, until)
     step = INTERVALS.get(interval)
     if step is None:
         raise InvalidField("interval", f"use one of {', '.join(INTERVALS)}", location="query")
-    if (window.until - window.since) / step > MAX_POINTS:
+    if (until - since) / step > MAX_POINTS:
         raise InvalidField("interval", f"more than {MAX_POINTS} points; use a wider interval or a shorter window")
-    points = rollups.series(session, scope, window.since, window.until, step)
-    return [{"at": at, **statistics(totals)} for at, totals in points]
+    points = rollups.series(session, scope, since, until, step)
+    return EvaluationSeries(
+        since=since,
+        until=until,
+        interval=interval,
+        points=[EvaluationPoint(**statistics(totals), at=at) for at, totals in points],
+    )
+
+
+def _keyed(keys: list[str], group: tuple[str, ...]) -> dict[str, Any]:
+    return dict(zip(keys, group, strict=True))
 
 
 def _rounded(value: float | None) -> float | None:

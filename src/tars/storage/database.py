@@ -7,10 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tars.settings import PoolSettings
@@ -51,32 +49,6 @@ def transaction(factory: SessionFactory) -> Iterator[Session]:
     job's report makes show in its trace)."""
     with span("db.transaction"), factory() as session, session.begin():
         yield session
-
-
-def make_async_engine(url: str, pool: PoolSettings | None = None) -> AsyncEngine | None:
-    """An asyncio engine for the API's hottest reads on PostgreSQL (psycopg's own async driver);
-    None on SQLite, where the thread pool serves."""
-    if make_url(url).get_backend_name() != "postgresql":
-        return None
-    return create_async_engine(url, **_postgres_pool(pool or PoolSettings()))
-
-
-async def make_read_pool(url: str, pool: PoolSettings | None = None) -> asyncpg.Pool | None:
-    """A pool of asyncpg connections for the single hottest read (tars.api.fastpath) on
-    PostgreSQL, where asyncpg's protocol costs a fraction of a general-purpose driver's; None on
-    SQLite. Broken connections are replaced by the pool at their next use."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "postgresql":
-        return None
-    pool = pool or PoolSettings()
-    settings = {"statement_timeout": str(pool.statement_timeout_ms)} if pool.statement_timeout_ms else {}
-    return await asyncpg.create_pool(
-        parsed.set(drivername="postgresql").render_as_string(hide_password=False),
-        min_size=0,  # connects on first use: a dashboard starting while PostgreSQL is down still starts
-        max_size=pool.size,
-        timeout=5,
-        server_settings=settings,
-    )
 
 
 def _postgres_pool(pool: PoolSettings) -> dict[str, Any]:

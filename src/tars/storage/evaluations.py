@@ -1,77 +1,33 @@
-"""Evaluations: insert one, and page through them newest first with a keyset cursor."""
+"""Evaluations: insert many, delete, and read pages of them newest first (keyset: after a position)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import Engine, Row, Select, and_, delete, insert, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Engine, Select, and_, delete, insert, or_, select, text
 from sqlalchemy.orm import Session
 
-from tars.domain.errors import InvalidField, NotFound
+from tars.domain.errors import NotFound
+from tars.domain.evaluations import (
+    EVALUATION_FIELDS,
+    Evaluation,
+    EvaluationFilter,
+    EvaluationPage,
+    NewEvaluation,
+    Position,
+    decode_cursor,
+    encode_cursor,
+)
 from tars.storage import rollups
 from tars.storage.tables import EvaluationRow
 from tars.storage.types import utcnow
 
-
-@dataclass(frozen=True)
-class EvaluationFilter:
-    agent_id: str | None = None
-    environment: str | None = None
-    region: str | None = None
-    run_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+EVALUATION_COLUMNS = EVALUATION_FIELDS
 
 
-@dataclass(frozen=True)
-class EvaluationPage:
-    # Rows with an evaluation's columns as attributes (id, agent_id, ..., created_at).
-    items: list[Row[Any]]
-    next_cursor: str | None
-
-
-class NewEvaluation(NamedTuple):
-    """An evaluation to store: what a client submits or a worker reports (a tuple: a thousand are
-    made per batch, and a frozen dataclass costs nearly three times as much to make)."""
-
-    agent_id: str
-    environment: str
-    reward: float
-    region: str
-    episode_length: int | None = None
-    duration_ms: float | None = None
-    status: str = "completed"
-    run_id: str | None = None
-    created_at: datetime | None = None  # now, if not given
-
-
-class StoredEvaluation(NamedTuple):
-    """An evaluation as just stored: what rollups, events and answers need, without an ORM object.
-    A tuple in the table's column order, so COPY takes it as it is."""
-
-    id: int
-    agent_id: str
-    run_id: str | None
-    environment: str
-    region: str
-    reward: float
-    episode_length: int | None
-    duration_ms: float | None
-    status: str
-    created_at: datetime
-
-
-EVALUATION_COLUMNS = StoredEvaluation._fields
-
-
-def stored_evaluation(row: EvaluationRow) -> StoredEvaluation:
-    return StoredEvaluation(*(getattr(row, column) for column in EVALUATION_COLUMNS))
+def _evaluation_of(row: EvaluationRow) -> Evaluation:
+    return Evaluation(*(getattr(row, column) for column in EVALUATION_COLUMNS))
 
 
 # Below this many rows one INSERT … RETURNING beats drawing ids and a COPY (three round trips).
@@ -79,7 +35,7 @@ COPY_FROM = 50
 _COPY_TYPES = ("int8", "varchar", "varchar", "varchar", "varchar", "float8", "int4", "float8", "varchar", "timestamptz")
 
 
-def insert_evaluations(session: Session, new: Sequence[NewEvaluation]) -> list[StoredEvaluation]:
+def insert_evaluations(session: Session, new: Sequence[NewEvaluation]) -> list[Evaluation]:
     """Many evaluations at once, in the order given, and their rollups with them.
 
     Many on PostgreSQL: ids drawn from the sequence in one query, then a binary COPY — a batch of
@@ -91,7 +47,7 @@ def insert_evaluations(session: Session, new: Sequence[NewEvaluation]) -> list[S
     now = utcnow()
     if len(new) >= COPY_FROM and session.get_bind().dialect.name == "postgresql":
         stored = [
-            StoredEvaluation(id_, e.agent_id, e.run_id, e.environment, e.region, e.reward,
+            Evaluation(id_, e.agent_id, e.run_id, e.environment, e.region, e.reward,
                              e.episode_length, e.duration_ms, e.status, e.created_at or now)
             for id_, e in zip(_draw_ids(session, len(new)), new, strict=True)
         ]  # fmt: skip
@@ -104,7 +60,7 @@ def insert_evaluations(session: Session, new: Sequence[NewEvaluation]) -> list[S
              "status": e.status, "created_at": e.created_at or now}
             for e in new
         ]  # fmt: skip
-        stored = [StoredEvaluation(*row) for row in session.execute(statement, values)]
+        stored = [Evaluation(*row) for row in session.execute(statement, values)]
     rollups.add(session, stored)
     return stored
 
@@ -121,7 +77,7 @@ def _draw_ids(session: Session, count: int) -> list[int]:
     return list(drawn)
 
 
-def _copy_in(session: Session, stored: list[StoredEvaluation]) -> None:
+def _copy_in(session: Session, stored: list[Evaluation]) -> None:
     raw = session.connection().connection.driver_connection
     assert raw is not None
     statement = f"COPY evaluations ({', '.join(EVALUATION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
@@ -172,8 +128,8 @@ def _insert_chunk(engine: Engine, batch: list[dict[str, Any]]) -> int:
     return len(batch)
 
 
-def evaluation_page_query(where: EvaluationFilter, *, limit: int, cursor: str | None = None) -> Select[Any]:
-    """One page of evaluations, newest first, from after ``cursor``: plain rows, not ORM objects (a
+def evaluation_page_query(where: EvaluationFilter, *, limit: int, after: Position | None = None) -> Select[Any]:
+    """One page of evaluations, newest first, from after ``after``: plain rows, not ORM objects (a
     page is read, never changed, and this is the hottest query). One more row than ``limit`` is
     asked for, to know whether another page follows."""
     query = select(*EvaluationRow.__table__.c)
@@ -189,71 +145,45 @@ def evaluation_page_query(where: EvaluationFilter, *, limit: int, cursor: str | 
         query = query.where(EvaluationRow.created_at >= where.since)
     if where.until is not None:
         query = query.where(EvaluationRow.created_at < where.until)
-    if cursor is not None:
-        after_time, after_id = decode_cursor(cursor)
+    if after is not None:
         query = query.where(
             or_(
-                EvaluationRow.created_at < after_time,
-                and_(EvaluationRow.created_at == after_time, EvaluationRow.id < after_id),
+                EvaluationRow.created_at < after.created_at,
+                and_(EvaluationRow.created_at == after.created_at, EvaluationRow.id < after.id),
             )
         )
     return query.order_by(EvaluationRow.created_at.desc(), EvaluationRow.id.desc()).limit(limit + 1)
 
 
-def evaluation_page(rows: Sequence[Row[Any]], limit: int) -> EvaluationPage:
-    items = list(rows[:limit])
-    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit and items else None
-    return EvaluationPage(items=items, next_cursor=next_cursor)
+def read_page(session: Session, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[Evaluation]:
+    """Up to ``limit`` + 1 evaluations after ``after``, newest first."""
+    return [Evaluation(*row) for row in session.execute(evaluation_page_query(where, limit=limit, after=after))]
+
+
+def page_of(rows: list[Evaluation], limit: int) -> EvaluationPage:
+    """A page of ``limit`` from ``limit`` + 1 rows read: the one more says another page follows."""
+    items = rows[:limit]
+    last = items[-1] if len(rows) > limit and items else None
+    return EvaluationPage(items, encode_cursor(Position(last.created_at, last.id)) if last is not None else None)
 
 
 def list_evaluations(
     session: Session, where: EvaluationFilter, *, limit: int, cursor: str | None = None
 ) -> EvaluationPage:
-    return evaluation_page(session.execute(evaluation_page_query(where, limit=limit, cursor=cursor)).all(), limit)
+    after = decode_cursor(cursor) if cursor is not None else None
+    return page_of(read_page(session, where, limit=limit, after=after), limit)
 
 
-async def list_evaluations_async(
-    engine: AsyncEngine, where: EvaluationFilter, *, limit: int, cursor: str | None = None
-) -> EvaluationPage:
-    """The same page through an asyncio engine: no thread hop, for the API on PostgreSQL."""
-    query = evaluation_page_query(where, limit=limit, cursor=cursor)
-    async with engine.connect() as connection:
-        rows = (await connection.execute(query)).all()
-    return evaluation_page(rows, limit)
-
-
-def encode_cursor(created_at: datetime, row_id: int) -> str:
-    raw = f"{created_at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, row_id = base64.urlsafe_b64decode(padded.encode()).decode().split("|")
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("cursor time has no zone")
-        if not 0 < int(row_id) < 2**63:
-            raise ValueError("cursor id out of range")
-        # Out of range in UTC (OverflowError), it could not be compared with the stored times.
-        return moment.astimezone(UTC), int(row_id)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidField("cursor", "not a cursor this API returned", location="query") from exc
-
-
-def get_evaluation(session: Session, evaluation_id: int) -> EvaluationRow:
+def delete_evaluation(session: Session, evaluation_id: int) -> Evaluation:
+    """Delete one evaluation (NotFound if there is none) and sum its hour again; what it was."""
     row = session.get(EvaluationRow, evaluation_id)
     if row is None:
         raise NotFound("evaluation", evaluation_id)
-    return row
-
-
-def delete_evaluation(session: Session, row: EvaluationRow) -> None:
-    hours = rollups.hours_of([row])
+    deleted = _evaluation_of(row)
     session.delete(row)
     session.flush()
-    rollups.recompute(session, hours)
+    rollups.recompute(session, rollups.hours_of([deleted]))
+    return deleted
 
 
 def delete_run_evaluations(session: Session, run_id: str) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from tars.domain.durations import BOUNDS_MS, BUCKETS, bucket_of
-from tars.domain.evaluations import EvaluationFacts
+from tars.domain.evaluations import EvaluationFacts, EvaluationScope
 from tars.storage.tables import DURATION_COLUMNS, EvaluationRow, evaluation_rollups
 
 HOUR = timedelta(hours=1)
@@ -235,15 +235,8 @@ def raw_totals(
 # reading them
 
 
-@dataclass(frozen=True)
-class Scope:
-    agent_id: str | None = None
-    environment: str | None = None
-    region: str | None = None
-
-
 def totals_in_window(
-    session: Session, scope: Scope, since: datetime, until: datetime
+    session: Session, scope: EvaluationScope, since: datetime, until: datetime
 ) -> dict[tuple[str, str, str], Totals]:
     """Totals per agent, environment and region of the evaluations in [since, until): whole hours
     from the rollups, the partial hours at the edges from the raw rows."""
@@ -276,7 +269,7 @@ def totals_in_window(
 
 
 def series(
-    session: Session, scope: Scope, since: datetime, until: datetime, step: timedelta
+    session: Session, scope: EvaluationScope, since: datetime, until: datetime, step: timedelta
 ) -> list[tuple[datetime, Totals]]:
     """Totals per ``step`` (whole hours) from the rollups, oldest first; hours with none are left out."""
     table = evaluation_rollups.c
@@ -293,7 +286,7 @@ def series(
     return sorted(steps.items())
 
 
-def _scoped(scope: Scope, table: Any) -> list[ColumnElement[bool]]:
+def _scoped(scope: EvaluationScope, table: Any) -> list[ColumnElement[bool]]:
     columns = table if table is not None else EvaluationRow.__table__.c
     return [
         columns[name] == value

@@ -10,12 +10,15 @@ from sqlalchemy.exc import IntegrityError
 from tars.bus.base import EventBus, JobQueue, WorkerRegistry
 from tars.bus.memory import InProcessEventBus, InProcessJobQueue, InProcessWorkerRegistry
 from tars.bus.redis_streams import RedisEventBus, RedisJobQueue, RedisWorkerRegistry
+from tars.services.evaluations import EvaluationReader, EvaluationService
 from tars.services.runtime import Runtime
 from tars.services.training import recover_lost_jobs, requeue_unfinished
 from tars.settings import Settings
 from tars.storage import schema
 from tars.storage.agents import ensure_builtin_agents
 from tars.storage.database import SessionFactory, make_engine, make_session_factory, transaction
+from tars.storage.evaluation_reads_postgres import PostgresEvaluationReader
+from tars.storage.evaluation_reads_sync import SyncEvaluationReader
 from tars.wiring.ratelimits import rate_limit_storage
 
 if TYPE_CHECKING:
@@ -60,6 +63,11 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
         queue.on_groups_created = partial(recover_lost_jobs, sessions, queue)
         bus = RedisEventBus(settings.redis_url, window=settings.clear_frequency)
         registry = RedisWorkerRegistry(settings.redis_url)
+    reader: EvaluationReader
+    if engine.dialect.name == "postgresql":
+        reader = PostgresEvaluationReader(settings.sqlalchemy_url, settings.db_pool())
+    else:
+        reader = SyncEvaluationReader(sessions)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -67,6 +75,7 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
         queue=queue,
         bus=bus,
         registry=registry,
+        evaluations=EvaluationService(sessions, bus, reader),
         build_security=partial(_build_security, settings, sessions),
         rate_limit_storage=partial(rate_limit_storage, settings),
     )

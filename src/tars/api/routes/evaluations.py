@@ -1,46 +1,48 @@
+"""The evaluations API: HTTP in, a call to the evaluation service, its records out."""
+
 from __future__ import annotations
 
-import hashlib
-from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncEngine
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from tars.api.bodies import JsonBody
-from tars.api.deps import AdminPrincipal, OperatorPrincipal, RuntimeDep, SessionDep, ViewerPrincipal
+from tars.api.deps import (
+    AdminPrincipal,
+    OperatorPrincipal,
+    RoleRequirement,
+    RuntimeDep,
+    ViewerPrincipal,
+    get_principal,
+)
 from tars.api.errors import UNREADABLE_BODY
 from tars.api.schemas import (
     BigRowId,
     EvaluationBatchIn,
     EvaluationBatchOut,
-    EvaluationGroupOut,
     EvaluationIn,
     EvaluationOut,
     EvaluationPageOut,
-    EvaluationPointOut,
     EvaluationSeriesOut,
     EvaluationSummaryOut,
-    Region,
     check_query_times,
 )
-from tars.domain.users import Principal
-from tars.services import summaries
-from tars.services.evaluations import (
-    Answer,
-    IdempotencyKey,
-    delete_evaluation,
-    submit_evaluations,
+from tars.domain.evaluations import (
+    EvaluationFilter,
+    EvaluationScope,
+    EvaluationSeries,
+    EvaluationSummary,
+    Interval,
+    NewEvaluation,
 )
+from tars.domain.regions import Region
+from tars.domain.users import Principal, Role
+from tars.services.evaluations import Receipt, page_json
 from tars.services.runtime import Runtime
-from tars.storage import evaluations
-from tars.storage.evaluations import NewEvaluation
-from tars.storage.rollups import Scope
-from tars.storage.types import utcnow
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
 
@@ -64,16 +66,11 @@ IDEMPOTENT = {
 @router.post("", response_model=EvaluationOut, status_code=status.HTTP_201_CREATED, responses=IDEMPOTENT)
 def create_evaluation(
     body: EvaluationIn, runtime: RuntimeDep, principal: OperatorPrincipal, idempotency_key: IdempotencyKeyHeader = None
-) -> JSONResponse:
-    answer = submit_evaluations(
-        runtime.sessions,
-        runtime.bus,
-        [_submission(body, runtime.settings.region)],
-        render=lambda rows: EvaluationOut.model_validate(rows[0]).model_dump(mode="json"),
-        batch=False,
-        idempotency=_idempotency(idempotency_key, principal, "evaluations", body),
+) -> Response:
+    receipt = runtime.evaluations.submit(
+        _submission(body, runtime.settings.region), by=principal, idempotency_key=idempotency_key
     )
-    return _answered(answer)
+    return _answered(receipt)
 
 
 # Up to 1,000 items: parsed and validated from the bytes in one pass.
@@ -93,17 +90,14 @@ def create_evaluations(
     principal: OperatorPrincipal,
     body: Annotated[EvaluationBatchIn, Depends(BatchBody)],
     idempotency_key: IdempotencyKeyHeader = None,
-) -> JSONResponse:
+) -> Response:
     """Up to 1,000 evaluations, stored all together or not at all; every invalid item is named."""
-    answer = submit_evaluations(
-        runtime.sessions,
-        runtime.bus,
+    receipt = runtime.evaluations.submit_batch(
         [_submission(item, runtime.settings.region) for item in body.items],
-        render=lambda rows: {"count": len(rows), "ids": [row.id for row in rows]},
-        batch=True,
-        idempotency=_idempotency(idempotency_key, principal, "evaluations.batch", body),
+        by=principal,
+        idempotency_key=idempotency_key,
     )
-    return _answered(answer)
+    return _answered(receipt)
 
 
 def _submission(body: EvaluationIn, default_region: str) -> NewEvaluation:
@@ -117,19 +111,19 @@ def _submission(body: EvaluationIn, default_region: str) -> NewEvaluation:
     )
 
 
-def _idempotency(key: str | None, principal: Principal, scope: str, body: BaseModel) -> IdempotencyKey | None:
-    if key is None:
-        return None
-    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    return IdempotencyKey(key=key, principal=f"user:{principal.user_id}", scope=scope, request_hash=request_hash)
-
-
-def _answered(answer: Answer) -> JSONResponse:
-    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
-    return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+def _answered(receipt: Receipt) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if receipt.replayed else None
+    return Response(receipt.body, status_code=status.HTTP_201_CREATED, headers=headers, media_type="application/json")
 
 
 DEFAULT_WINDOW = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class ScopedWindow:
+    scope: EvaluationScope
+    since: datetime
+    until: datetime
 
 
 async def scoped_window(
@@ -138,89 +132,104 @@ async def scoped_window(
     region: Region | None = None,
     since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: until - 24 h")] = None,
     until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; default: now")] = None,
-) -> tuple[Scope, summaries.Window]:
+) -> ScopedWindow:
     """The filters summaries and series share: which evaluations, over which window."""
     check_query_times(since=since, until=until)
-    end = until or utcnow()
-    return Scope(agent_id, environment, region), summaries.Window(since=since or end - DEFAULT_WINDOW, until=end)
+    end = until or datetime.now(UTC)
+    return ScopedWindow(EvaluationScope(agent_id, environment, region), since or end - DEFAULT_WINDOW, end)
 
 
-ScopedWindow = Annotated[tuple[Scope, summaries.Window], Depends(scoped_window)]
+Scoped = Annotated[ScopedWindow, Depends(scoped_window)]
 
 
 @router.get("/summary", response_model=EvaluationSummaryOut)
 def summarize_evaluations(
-    session: SessionDep,
+    runtime: RuntimeDep,
     _principal: ViewerPrincipal,
-    scoped: ScopedWindow,
+    scoped: Scoped,
     group_by: Annotated[
         list[str] | None, Query(description="agent_id, environment, region; default agent_id, region")
     ] = None,
-) -> EvaluationSummaryOut:
+) -> EvaluationSummary:
     """Count, failures, reward mean/std/min/max and duration p50/p95 per group over a window, from
     the hourly rollups (and the raw rows of the partial hours at its edges)."""
-    scope, window = scoped
-    groups = summaries.summarize(
-        session,
-        scope,
-        window,
-        group_by if group_by is not None else ["agent_id", "region"],
-    )
-    return EvaluationSummaryOut(
-        since=window.since, until=window.until, groups=[EvaluationGroupOut(**g) for g in groups]
-    )
+    groups = group_by if group_by is not None else ["agent_id", "region"]
+    return runtime.evaluations.summary(scoped.scope, scoped.since, scoped.until, groups)
 
 
 @router.get("/series", response_model=EvaluationSeriesOut)
 def evaluation_series(
-    session: SessionDep,
-    _principal: ViewerPrincipal,
-    scoped: ScopedWindow,
-    interval: Literal["hour", "day"] = "hour",
-) -> EvaluationSeriesOut:
+    runtime: RuntimeDep, _principal: ViewerPrincipal, scoped: Scoped, interval: Interval = "hour"
+) -> EvaluationSeries:
     """The same statistics per hour or day, for charts (intervals without evaluations are left out)."""
-    scope, window = scoped
-    points = summaries.series(session, scope, window, interval)
-    return EvaluationSeriesOut(
-        since=window.since, until=window.until, interval=interval, points=[EvaluationPointOut(**p) for p in points]
-    )
+    return runtime.evaluations.series(scoped.scope, scoped.since, scoped.until, interval)
 
 
-def _list_page(
-    runtime: Runtime, where: evaluations.EvaluationFilter, limit: int, cursor: str | None
-) -> evaluations.EvaluationPage:
-    with runtime.sessions() as session:
-        return evaluations.list_evaluations(session, where, limit=limit, cursor=cursor)
+class ListQuery(BaseModel):
+    """The list's query parameters, validated in one pass (unknown ones are ignored, as FastAPI does)."""
+
+    agent_id: str | None = None
+    environment: str | None = None
+    region: Region | None = None
+    run_id: str | None = None
+    since: datetime | None = Field(default=None, description="ISO 8601 with a time zone; inclusive")
+    until: datetime | None = Field(default=None, description="ISO 8601 with a time zone; exclusive")
+    limit: int = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, max_length=200)
 
 
-@router.get("", response_model=EvaluationPageOut)
+def _list_query(request: Request) -> ListQuery:
+    # One model validation: FastAPI's own validation of a query model cost more than the query itself.
+    try:
+        return ListQuery.model_validate(request.query_params)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("query", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from None
+
+
+def _documented(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI parameters (the route reads them itself, so FastAPI does not)."""
+    schema = model.model_json_schema()
+    return [
+        {"name": name, "in": "query", "required": False, "schema": field, "description": field.get("description", "")}
+        for name, field in schema["properties"].items()
+    ]
+
+
+class CachedViewer(RoleRequirement):
+    """The viewer requirement in one dependency: the hottest route pays for one call, not five. The
+    principal is the one the rate limiter found, else the credential's (cached once authenticated)."""
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        address = request.client.host if request.client else None
+        principal = await get_principal(request, request.app.state.runtime, address, None, None)
+        return await super().__call__(principal)
+
+
+@router.get(
+    "",
+    response_model=EvaluationPageOut,
+    responses={422: {"description": "a query parameter FastAPI would refuse, or not a cursor this API returned"}},
+    # What the lean dependency leaves out of the schema: the credentials it reads.
+    openapi_extra={"security": [{"HTTPBearer": []}, {"APIKeyHeader": []}], "parameters": _documented(ListQuery)},
+)
 async def list_evaluations(
-    request: Request,
-    runtime: RuntimeDep,
-    _principal: ViewerPrincipal,
-    agent_id: str | None = None,
-    environment: str | None = None,
-    region: Region | None = None,
-    run_id: str | None = None,
-    since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; inclusive")] = None,
-    until: Annotated[datetime | None, Query(description="ISO 8601 with a time zone; exclusive")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    request: Request, _principal: Annotated[Principal, Depends(CachedViewer(Role.VIEWER))]
 ) -> Response:
-    check_query_times(since=since, until=until)
-    where = evaluations.EvaluationFilter(
-        agent_id=agent_id, environment=environment, region=region, run_id=run_id, since=since, until=until
+    query = _list_query(request)
+    check_query_times(since=query.since, until=query.until)
+    where = EvaluationFilter(
+        agent_id=query.agent_id,
+        environment=query.environment,
+        region=query.region,
+        run_id=query.run_id,
+        since=query.since,
+        until=query.until,
     )
-    read_engine: AsyncEngine | None = request.app.state.read_engine
-    if read_engine is not None:  # PostgreSQL: the hottest read, without a hop to the thread pool
-        page = await evaluations.list_evaluations_async(read_engine, where, limit=limit, cursor=cursor)
-    else:
-        page = await run_in_threadpool(_list_page, runtime, where, limit, cursor)
-    # The rows are the documented shape already (EvaluationPageOut); encoded straight to JSON, as
-    # validating and serialising each through pydantic cost more than the query.
-    items = [row._asdict() for row in page.items]
-    body = orjson.dumps({"items": items, "next_cursor": page.next_cursor}, option=orjson.OPT_UTC_Z)
-    return Response(body, media_type="application/json")
+    runtime: Runtime = request.app.state.runtime
+    page = await runtime.evaluations.page(where, limit=query.limit, cursor=query.cursor)
+    return Response(page_json(page), media_type="application/json")
 
 
 @router.delete(
@@ -228,5 +237,5 @@ async def list_evaluations(
 )
 def remove_evaluation(evaluation_id: BigRowId, runtime: RuntimeDep, principal: AdminPrincipal) -> Response:
     """Delete one evaluation (a mistaken submission, say); the audit log keeps what it was."""
-    delete_evaluation(runtime.sessions, runtime.bus, evaluation_id, by=principal)
+    runtime.evaluations.delete(evaluation_id, by=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,8 +1,11 @@
-"""The hot list's fast path (tars.api.fastpath) answers exactly what the route would, or leaves it to the route."""
+"""The hot list reads through one of two readers, chosen by wiring: on PostgreSQL an asyncpg pool on the
+event loop, which answers byte for byte what the sync SQLAlchemy reader (SQLite's) answers from the same
+rows; and whatever the route refuses, it explains, whichever reader serves."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,19 +13,22 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
+from tars.services.evaluations import EvaluationReader
 from tars.services.runtime import Runtime
+from tars.storage.evaluation_reads_postgres import PostgresEvaluationReader
+from tars.storage.evaluation_reads_sync import SyncEvaluationReader
 
 pytestmark = pytest.mark.parametrize("backend", ["distributed"], indirect=True)
 
-# Sends a request to the route: the fast path leaves parameters it does not know to it (the route ignores them).
-THROUGH_THE_ROUTE = {"unlisted": "1"}
+# Parameters the route does not know are ignored, as FastAPI does: the same page either way.
+UNLISTED = {"unlisted": "1"}
 
 
 @pytest.fixture
-def statements(dashboard: TestClient) -> Iterator[list[str]]:
-    """SQL the read engine ran through SQLAlchemy (the route); the fast path runs its own."""
+def statements(runtime: Runtime) -> Iterator[list[str]]:
+    """SQL run through SQLAlchemy (the sync reader); the asyncpg reader runs its own."""
     ran: list[str] = []
-    engine = dashboard.app.state.read_engine.sync_engine  # type: ignore[attr-defined]
+    engine = runtime.engine
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         ran.append(statement)
@@ -41,9 +47,20 @@ def seed(dashboard: TestClient, operator: dict[str, str]) -> None:
     assert dashboard.post("/api/v1/evaluations/batch", json={"items": items}, headers=operator).status_code == 201
 
 
-def test_pages_are_the_routes_byte_for_byte(
-    dashboard: TestClient, auth: dict[str, dict[str, str]], statements: list[str]
+@contextmanager
+def reading_with(runtime: Runtime, reader: EvaluationReader) -> Iterator[None]:
+    wired = runtime.evaluations.reader
+    runtime.evaluations.reader = reader
+    try:
+        yield
+    finally:
+        runtime.evaluations.reader = wired
+
+
+def test_the_asyncpg_readers_pages_are_the_sync_readers_byte_for_byte(
+    dashboard: TestClient, runtime: Runtime, auth: dict[str, dict[str, str]], statements: list[str]
 ) -> None:
+    assert isinstance(runtime.evaluations.reader, PostgresEvaluationReader)
     seed(dashboard, auth["operator"])
     viewer = auth["viewer"]
     dashboard.get("/api/v1/evaluations", headers=viewer)  # the first use of a token authenticates it
@@ -63,11 +80,12 @@ def test_pages_are_the_routes_byte_for_byte(
                 "/api/v1/evaluations", params={**query, "cursor": fast_cursor} if fast_cursor else query, headers=viewer
             )
             assert fast.status_code == 200 and statements == []
-            slow = dashboard.get(
-                "/api/v1/evaluations",
-                params={**query, **THROUGH_THE_ROUTE, **({"cursor": slow_cursor} if slow_cursor else {})},
-                headers=viewer,
-            )
+            with reading_with(runtime, SyncEvaluationReader(runtime.sessions)):
+                slow = dashboard.get(
+                    "/api/v1/evaluations",
+                    params={**query, **UNLISTED, **({"cursor": slow_cursor} if slow_cursor else {})},
+                    headers=viewer,
+                )
             assert slow.status_code == 200 and statements != []
             assert fast.content == slow.content
             assert fast.headers["content-type"] == slow.headers["content-type"]
@@ -86,10 +104,10 @@ def test_pages_are_the_routes_byte_for_byte(
         ("agent_id=a%00b", 422),
         ("since=2026-01-01T00:00:00", 422),  # no time zone
         ("until=10000-01-01T00:00:00Z", 422),
-        ("surprise=1", 200),  # unknown parameters are ignored by the route, as FastAPI does
+        ("surprise=1", 200),  # unknown parameters are ignored, as FastAPI does
     ],
 )
-def test_what_the_fast_path_does_not_take_the_route_answers(
+def test_what_the_route_refuses_it_explains(
     dashboard: TestClient, auth: dict[str, dict[str, str]], query: str, status: int
 ) -> None:
     response = dashboard.get(f"/api/v1/evaluations?{query}", headers=auth["viewer"])
