@@ -33,3 +33,9 @@ def make_server(app: FastAPI, host: str, port: int, log_level: str, log_format: 
     )
     redact_server_logs()  # after the Config: it configures uvicorn's loggers
     return _Server(config)
+
+
+def bound_address(server: uvicorn.Server) -> tuple[str, int]:
+    """The host and port a started server listens on: the real port when it was asked for port 0."""
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    return str(host), int(port)
