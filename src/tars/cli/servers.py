@@ -39,3 +39,10 @@ def bound_address(server: uvicorn.Server) -> tuple[str, int]:
     """The host and port a started server listens on: the real port when it was asked for port 0."""
     host, port = server.servers[0].sockets[0].getsockname()[:2]
     return str(host), int(port)
+
+
+def server_url(server: uvicorn.Server) -> str:
+    """Where clients reach a started server (a wildcard address through the loopback)."""
+    host, port = bound_address(server)
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
