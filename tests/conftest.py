@@ -8,7 +8,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from tars.api.applications import create_dashboard_app, create_orchestration_app
-from tars.cli.servers import make_server
+from tars.cli.servers import bound_address, make_server
 from tars.cli.workers import make_worker
 from tars.domain.users import Role
 from tars.services.auth.invalidations_file import DataDirInvalidations
@@ -33,6 +32,7 @@ from tars.storage.database import make_engine, make_session_factory
 from tars.storage.users import get_user_by_username
 from tars.wiring.runtime import build_runtime
 from tars.worker.loop import Worker
+from tests.waiting import eventually
 
 PG_ADMIN_URL = os.environ.get("TARS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # anyio imports its parts lazily, and pytest rewrites anyio's modules as they are imported (anyio is a
@@ -145,10 +145,11 @@ def redis_url() -> Iterator[str]:
     client.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A port where connections are refused: bound for the test but never listening."""
+    with bound_socket() as sock:
+        yield int(sock.getsockname()[1])
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -256,23 +257,35 @@ def worker(runtime: Runtime) -> Iterator[Worker]:
     started.join(30)
 
 
+def bound_socket(port: int = 0) -> socket.socket:
+    """A TCP socket bound to ``port`` on 127.0.0.1 (0: one the system picks), not listening yet:
+    connections are refused until a server listens on it, and no other process can take the port."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # rebinding just after a stop
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 class AppServer:
-    """An app served by uvicorn in a thread of this process, on a fixed port across restarts."""
+    """An app served by uvicorn in a thread of this process, on a port bound when it is made (so
+    known before it starts, and nobody else's), the same one again across restarts."""
 
     def __init__(self, make_app: Callable[[], Any]) -> None:
         self._make_app = make_app
-        self.port = free_port()
+        self._socket: socket.socket | None = bound_socket()
+        self.port = int(self._socket.getsockname()[1])
         self._server: Any = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        # The server closes its socket when it stops: a restart binds the port it had again.
+        sock, self._socket = self._socket or bound_socket(self.port), None
         server = make_server(self._make_app(), "127.0.0.1", self.port, "warning")
-        self._server, self._thread = server, threading.Thread(target=server.run, daemon=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
+        eventually(lambda: server.started, message="the server to start")
+        assert bound_address(server)[1] == self.port
 
     def stop(self) -> None:
         assert self._server is not None and self._thread is not None

@@ -19,7 +19,7 @@ from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage.database import make_engine, make_session_factory
 from tars.wiring.ratelimits import rate_limit_storage
-from tests.conftest import free_port, make_settings
+from tests.conftest import make_settings
 
 
 @pytest.fixture
@@ -82,12 +82,14 @@ def test_replicas_on_redis_share_one_budget(
     assert redis.Redis.from_url(redis_url).keys("rate_limit:*")
 
 
-def test_unreachable_counters_let_requests_through(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_counters_let_requests_through(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, refusing_port: int
+) -> None:
     async def ok(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    dead = make_settings(tmp_path, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    dead = make_settings(tmp_path, redis_url=f"redis://127.0.0.1:{refusing_port}/0")
     app = Starlette()
     sessions = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'unused.db'}"))
     authenticator = Authenticator(TokenService("t" * 48, 60), sessions, DataDirInvalidations(tmp_path))

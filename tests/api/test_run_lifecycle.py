@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 from typing import Any
 
@@ -11,16 +10,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tars.worker.loop import Worker
+from tests.waiting import eventually
 
 
 def wait(client: TestClient, headers: dict[str, str], run_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def finished() -> dict[str, Any] | None:
         run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}", headers=headers).json()
-        if run["status"] in ("succeeded", "failed", "cancelled"):
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} still {run['status']} after {timeout} s")
+        return run if run["status"] in ("succeeded", "failed", "cancelled") else None
+
+    return eventually(finished, timeout, interval=0.1, message=f"run {run_id} to finish")
 
 
 def train(client: TestClient, headers: dict[str, str], **body: Any) -> str:
@@ -87,10 +85,12 @@ def test_refused_continuations_and_evaluations(
 def test_cancelling(orchestration: TestClient, auth: dict[str, dict[str, str]], worker: Worker) -> None:
     operator, viewer = auth["operator"], auth["viewer"]
     run_id = train(orchestration, operator, agent_id="dqn", episodes=100_000)
-    deadline = time.monotonic() + 30
-    while orchestration.get(f"/api/v1/runs/{run_id}", headers=viewer).json()["episodes_done"] < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    eventually(
+        lambda: orchestration.get(f"/api/v1/runs/{run_id}", headers=viewer).json()["episodes_done"] >= 1,
+        30,
+        interval=0.1,
+        message="the first episode",
+    )
     assert orchestration.post(f"/api/v1/runs/{run_id}/cancel", headers=viewer).status_code == 403
     response = orchestration.post(f"/api/v1/runs/{run_id}/cancel", headers=operator)
     assert response.status_code == 200 and response.json()["cancel_requested"]
@@ -104,10 +104,7 @@ def test_cancelling(orchestration: TestClient, auth: dict[str, dict[str, str]], 
 def test_orchestration_health_lists_live_workers(
     orchestration: TestClient, dashboard: TestClient, worker: Worker
 ) -> None:
-    deadline = time.monotonic() + 5
-    while not orchestration.get("/health").json().get("workers"):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: orchestration.get("/health").json().get("workers"), 5, message="a live worker in /health")
     [listed] = orchestration.get("/health").json()["workers"]
     assert listed["name"] == worker.name and listed["state"] == "running" and listed["rss_bytes"] > 0
     assert "workers" not in dashboard.get("/health").json()

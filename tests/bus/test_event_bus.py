@@ -14,6 +14,7 @@ from tars.bus.base import EventBus
 from tars.bus.memory import InProcessEventBus
 from tars.bus.redis_streams import RedisEventBus
 from tars.domain.events import Event
+from tests.waiting import eventually
 
 WINDOW = 5
 BusFactory = Callable[[], EventBus]
@@ -38,6 +39,21 @@ def make_bus(request: pytest.FixtureRequest) -> Iterator[BusFactory]:
         bus.close()
 
 
+def listening(bus: EventBus) -> Callable[[int], None]:
+    """Call before subscribing; returns a wait until ``count`` more subscriptions are live (Redis
+    pub/sub subscribes asynchronously; the in-process bus has subscribed once subscribe() returns)."""
+    if not isinstance(bus, RedisEventBus):
+        return lambda count: None
+    client = redis.Redis.from_url(bus._url)
+    channel = bus._channel
+
+    def subscribers() -> int:
+        return int(client.pubsub_numsub(channel)[0][1])
+
+    before = subscribers()
+    return lambda count: eventually(lambda: subscribers() >= before + count, 5, message=f"{count} subscription(s)")
+
+
 def progress(n: int, run_id: str = "r") -> Event:
     return Event("run.progress", {"run_id": run_id, "agent_id": "ppo", "episodes_done": n})
 
@@ -47,8 +63,9 @@ def test_every_subscriber_gets_every_event_in_order_even_from_other_threads(make
     sent = [progress(n) for n in range(20)]
 
     async def scenario() -> list[list[Event]]:
+        subscribed = listening(bus)
         async with bus.subscribe() as first, bus.subscribe() as second:
-            await asyncio.sleep(0.2)  # Redis pub/sub subscribes asynchronously
+            await asyncio.to_thread(subscribed, 2)
             publisher = threading.Thread(target=lambda: [bus.publish(e) for e in sent])
             publisher.start()
             received = []
@@ -81,8 +98,9 @@ def test_many_events_at_once_are_numbered_kept_and_announced_as_one_by_one(make_
     batch = [progress(n, run_id="a" if n % 2 else f"new-{n}") for n in range(1, 600)]
 
     async def scenario() -> tuple[list[Event], list[Event]]:
+        subscribed = listening(bus)
         async with bus.subscribe() as live:
-            await asyncio.sleep(0.2)
+            await asyncio.to_thread(subscribed, 1)
             published = await asyncio.to_thread(bus.publish_many, batch)
             return published, [await asyncio.wait_for(anext(live), 5) for _ in batch]
 
@@ -139,7 +157,7 @@ def test_ids_after_losing_the_window_are_above_every_earlier_id(
     before = make_bus().publish(progress(0)).ids["runs"]
     if "redis" in request.node.callspec.id:
         redis.Redis.from_url(request.getfixturevalue("redis_url")).flushdb()  # restarted, data lost
-    time.sleep(0.002)
+    eventually(lambda: time.time() * 1000 > before + 1, message="the clock to pass the last id")  # a restart is later
     after = make_bus().publish(progress(1)).ids["runs"]  # in-process: a new process's bus
     assert after > before
     if "redis" in request.node.callspec.id:

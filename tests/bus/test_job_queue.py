@@ -13,6 +13,7 @@ from tars.bus.memory import InProcessJobQueue
 from tars.bus.redis_streams import RedisJobQueue
 from tars.domain.agents import ALGORITHMS
 from tars.domain.runs import TrainingJob
+from tests.waiting import eventually
 
 
 def job(run_id: str) -> TrainingJob:
@@ -57,8 +58,12 @@ def test_stats_count_what_waits_what_is_being_worked_on_and_how_long_the_oldest_
     assert dqn() == (0, 0, 0.0)
     queue.enqueue(job("a"))
     queue.enqueue(job("b"))
-    time.sleep(0.05)
-    waiting, pending, oldest = dqn()
+
+    def waited_a_while() -> tuple[int, int, float] | None:
+        stats = dqn()
+        return stats if stats[2] >= 0.04 else None
+
+    waiting, pending, oldest = eventually(waited_a_while)
     assert (waiting, pending) == (2, 0) and 0.04 <= oldest < 5
     taken = queue.receive("w1", timeout=1)
     assert taken is not None and dqn()[:2] == (1, 1)
@@ -82,8 +87,7 @@ def test_redis_job_of_a_silent_worker_is_claimed_by_another(redis_url: str) -> N
     assert taken is not None
     # "dies" never acknowledges nor keeps the job alive.
     assert queue.receive("survivor", timeout=0.1) is None
-    time.sleep(0.6)
-    claimed = queue.receive("survivor", timeout=0.1)
+    claimed = eventually(lambda: queue.receive("survivor", timeout=0.1), 5, message="the job, once idle 0.5 s")
     assert claimed is not None and claimed.redelivered and claimed.job == job("a")
     queue.ack(claimed)
     assert queue.pending_count() == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -12,9 +11,9 @@ import pytest
 import websockets.sync.client
 
 from tars.api.applications import create_dashboard_app
-from tars.cli.servers import make_server
+from tars.cli.servers import bound_address, make_server
 from tars.services.runtime import Runtime
-from tests.conftest import free_port
+from tests.waiting import eventually
 
 
 class Lines(logging.Handler):
@@ -28,19 +27,15 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def server_log(runtime: Runtime) -> Iterator[tuple[int, Lines]]:
-    port = free_port()
-    server = make_server(create_dashboard_app(runtime), "127.0.0.1", port, "info")
+    server = make_server(create_dashboard_app(runtime), "127.0.0.1", 0, "info")  # port 0: the one it binds
     lines = Lines()
     for name in ("uvicorn.access", "uvicorn.error"):
         logging.getLogger(name).addHandler(lines)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    eventually(lambda: server.started, message="the server to start")
     try:
-        yield port, lines
+        yield bound_address(server)[1], lines
     finally:
         server.should_exit = True
         thread.join(10)
@@ -58,10 +53,11 @@ def test_tokens_and_keys_in_request_lines_are_redacted(
         assert '"authenticated"' in str(socket.recv(timeout=5))
     key = "tars_0123456789ab_" + "S" * 43
     httpx.get(f"http://127.0.0.1:{port}/api/v1/agents?api_key={key}", timeout=5)
-    deadline = time.monotonic() + 5
-    while not any("/api/v1/agents" in line for line in lines.lines):
-        assert time.monotonic() < deadline, lines.lines
-        time.sleep(0.02)
+    eventually(
+        lambda: any("/api/v1/agents" in line for line in lines.lines),
+        5,
+        message=lambda: f"the request line among {lines.lines}",
+    )
     logged = "\n".join(lines.lines)
     assert "/ws?token=[redacted]" in logged
     assert "api_key=[redacted]" in logged

@@ -11,11 +11,11 @@ import pytest
 
 from tars.api.applications import create_dashboard_app
 from tars.services.runtime import Runtime
-from tests.conftest import AppServer, free_port
+from tests.conftest import AppServer
 
 
 class LiveServer(AppServer):
-    """dashboard-api in a thread of this process, on a fixed port across restarts."""
+    """dashboard-api in a thread of this process, on one port across restarts."""
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(lambda: create_dashboard_app(runtime))
@@ -40,7 +40,7 @@ class FreezableProxy:
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = free_port()
+        self.port = 0  # the port it binds, once it listens
         self._connections: list[threading.Event] = []  # each connection's "frozen" flag
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -58,7 +58,8 @@ class FreezableProxy:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
             self._loop.run_forever()

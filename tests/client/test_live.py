@@ -18,6 +18,7 @@ from tars.settings import Settings
 from tars.storage.users import get_user_by_username
 from tars.wiring.runtime import build_runtime
 from tests.client.conftest import FreezableProxy, LiveServer
+from tests.waiting import eventually
 
 FAST = Backoff(first=0.05, cap=0.2, max_attempts=200)
 
@@ -63,12 +64,15 @@ class Watcher:
         asyncio.run_coroutine_threadsafe(action(), self._loop).result(5)
 
     def wait(self, condition: Callable[[], bool], timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, (
-                f"timed out; states {self.states}, events {[(e.channel, e.id, e.data.get('id')) for e in self.events]}"
-            )
-            time.sleep(0.01)
+        eventually(
+            lambda: condition() or None,
+            timeout,
+            interval=0.01,
+            message=lambda: (
+                f"the watcher; states {self.states}, "
+                f"events {[(e.channel, e.id, e.data.get('id')) for e in self.events]}"
+            ),
+        )
 
     def wait_connected(self) -> None:
         self.wait(lambda: self.client.state is State.CONNECTED)
@@ -231,8 +235,10 @@ def test_an_announced_restart_is_ridden_out_promptly_without_spending_attempts(
     watcher = Watcher(live_server.url, token_of(runtime), ["runs"], backoff=Backoff(max_attempts=2))
     try:
         watcher.wait_connected()
+        seen = len(watcher.states)
         live_server.stop()  # a clean shutdown closes with 1012, "service restart"
-        time.sleep(1.5)
+        # More failed attempts than a plain backoff allows (2) before it gives up.
+        watcher.wait(lambda: [state for state, _ in watcher.states[seen:]].count(State.RECONNECTING) > 4)
         assert watcher.client.state is State.RECONNECTING
         live_server.start()
         ready = time.monotonic()

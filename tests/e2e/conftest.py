@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.conftest import PASSWORD, TEST_SECRET, free_port
+from tests.conftest import PASSWORD, TEST_SECRET
+from tests.waiting import eventually
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
@@ -62,6 +64,7 @@ class Processes:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.running: list[subprocess.Popen[bytes]] = []
+        self.names: dict[int, str] = {}
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         """`tars *args`."""
@@ -72,6 +75,7 @@ class Processes:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.running.append(process)
+        self.names[process.pid] = name
         return process
 
     def log(self, name: str) -> str:
@@ -102,17 +106,32 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if process is not None and process.poll() is not None:
             raise AssertionError(f"process exited with {process.returncode} before {url} was healthy")
         try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} not healthy after {timeout} s")
+            return False
+
+    eventually(healthy, timeout, interval=0.1, message=f"{url} to be healthy")
+
+
+def announced(processes: Processes, name: str, pattern: str, timeout: float = 60.0) -> str:
+    """The URL a process printed once listening (servers asked for port 0 tell their port so)."""
+
+    def printed() -> str | None:
+        process = next(p for p in reversed(processes.running) if processes.names[p.pid] == name)
+        found = re.search(pattern + r"\s+(http://\S+?)(?:/docs|/metrics)?\s", processes.log(name))
+        if found is None and process.poll() is not None:
+            raise AssertionError(f"{name} exited with {process.returncode}:\n{processes.log(name)[-3000:]}")
+        return found[1] if found else None
+
+    return eventually(printed, timeout, interval=0.05, message=f"{name} to print where it listens")
+
+
+def port_of(url: str) -> str:
+    return url.rsplit(":", 1)[1]
 
 
 def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -132,24 +151,21 @@ def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def embedded_stack(tmp_path: Path, processes: Processes) -> Callable[..., Stack]:
-    """Starts `tars up` (embedded mode) on free ports."""
+    """Starts `tars up` (embedded mode) on ports it binds (port 0) and prints; a restart with the
+    stack's env takes the same ports again."""
 
     def start(**extra: str) -> Stack:
-        dashboard_port, orchestration_port = free_port(), free_port()
-        env = base_env(
-            tmp_path / "data",
-            TARS_DASHBOARD_PORT=str(dashboard_port),
-            TARS_ORCHESTRATION_PORT=str(orchestration_port),
-            **extra,
-        )
-        process = processes.start("tars-up", ["up"], env)
+        env = base_env(tmp_path / "data", **extra)
+        process = processes.start("tars-up", ["up", "--dashboard-port", "0", "--orchestration-port", "0"], env)
         stack = Stack(
-            dashboard_url=f"http://127.0.0.1:{dashboard_port}",
-            orchestration_url=f"http://127.0.0.1:{orchestration_port}",
+            dashboard_url=announced(processes, "tars-up", "dashboard-api"),
+            orchestration_url=announced(processes, "tars-up", "orchestration"),
             env=env,
             data_dir=tmp_path / "data",
             services={"tars-up": process},
         )
+        env["TARS_DASHBOARD_PORT"] = port_of(stack.dashboard_url)
+        env["TARS_ORCHESTRATION_PORT"] = port_of(stack.orchestration_url)
         wait_healthy(stack.dashboard_url, process)
         wait_healthy(stack.orchestration_url, process)
         return stack
@@ -164,23 +180,16 @@ def distributed_stack(
     """Starts T.A.R.S. distributed on a fresh PostgreSQL database and Redis, one process per service.
 
     As an operator does: `tars db upgrade`, then `tars serve dashboard-api`, `tars serve orchestration`
-    and one `tars worker` per ``workers`` (named worker-0, worker-1, ...), the APIs on free ports.
+    and one `tars worker` per ``workers`` (named worker-0, worker-1, ...), each on a port it binds
+    (port 0) and prints; the stack's env then names the APIs' ports, for the CLI and restarts.
     Returns once both APIs are healthy and every worker has reported in.
     """
 
     def start(workers: int = 1, **extra: str) -> Stack:
-        dashboard_port, orchestration_port = free_port(), free_port()
-        env = base_env(
-            tmp_path / "data",
-            TARS_DATABASE_URL=empty_postgres_url,
-            TARS_REDIS_URL=redis_url,
-            TARS_DASHBOARD_PORT=str(dashboard_port),
-            TARS_ORCHESTRATION_PORT=str(orchestration_port),
-            **extra,
-        )
+        env = base_env(tmp_path / "data", TARS_DATABASE_URL=empty_postgres_url, TARS_REDIS_URL=redis_url, **extra)
         stack = Stack(
-            dashboard_url=f"http://127.0.0.1:{dashboard_port}",
-            orchestration_url=f"http://127.0.0.1:{orchestration_port}",
+            dashboard_url="",  # known once it listens
+            orchestration_url="",
             env=env,
             data_dir=tmp_path / "data",
             database_url=empty_postgres_url,
@@ -188,8 +197,12 @@ def distributed_stack(
         upgrade = stack.tars("db", "upgrade")
         assert upgrade.returncode == 0, upgrade.stderr
         assert "(was empty)" in upgrade.stdout, upgrade.stdout
-        stack.services["dashboard-api"] = processes.start("dashboard-api", ["serve", "dashboard-api"], env)
-        stack.services["orchestration"] = processes.start("orchestration", ["serve", "orchestration"], env)
+        for service in ("dashboard-api", "orchestration"):
+            stack.services[service] = processes.start(service, ["serve", service, "--port", "0"], env)
+        stack.dashboard_url = announced(processes, "dashboard-api", "dashboard-api listening on")
+        stack.orchestration_url = announced(processes, "orchestration", "orchestration listening on")
+        env["TARS_DASHBOARD_PORT"] = port_of(stack.dashboard_url)
+        env["TARS_ORCHESTRATION_PORT"] = port_of(stack.orchestration_url)
         # Workers hold no database client: they report through orchestration, with an operator's key.
         stack.create_user("fleet", "operator")
         created = stack.tars("apikeys", "create", "--user", "fleet", "--role", "operator", "--name", "workers")
@@ -199,11 +212,11 @@ def distributed_stack(
         names = [f"worker-{n}" for n in range(workers)]
         for name in names:
             # Each its own /metrics port, as on any host that runs more than one worker.
-            metrics_port = free_port()
-            worker_env = {**stack.env, "TARS_WORKER_NAME": name, "TARS_WORKER_METRICS_PORT": str(metrics_port)}
+            worker_env = {**stack.env, "TARS_WORKER_NAME": name}
             del worker_env["TARS_DATABASE_URL"]
-            stack.worker_metrics_urls[name] = f"http://127.0.0.1:{metrics_port}/metrics"
-            stack.services[name] = processes.start(name, ["worker"], worker_env)
+            stack.services[name] = processes.start(name, ["worker", "--metrics-port", "0"], worker_env)
+        for name in names:
+            stack.worker_metrics_urls[name] = announced(processes, name, "worker metrics listening on") + "/metrics"
         wait_healthy(stack.dashboard_url, stack.services["dashboard-api"])
         wait_healthy(stack.orchestration_url, stack.services["orchestration"])
         try:
@@ -220,19 +233,19 @@ def distributed_stack(
 
 def wait_workers(stack: Stack, names: list[str], timeout: float = 60.0) -> None:
     """Wait until the orchestration service lists every one of ``names`` among its live workers."""
-    deadline = time.monotonic() + timeout
     seen: set[str] = set()
-    while time.monotonic() < deadline:
+
+    def reported_in() -> bool:
+        nonlocal seen
         for name in names:
             process = stack.services.get(name)
             if process is not None and process.poll() is not None:
                 raise AssertionError(f"{name} exited with {process.returncode} before reporting in")
         health = httpx.get(f"{stack.orchestration_url}/health", timeout=5).json()
         seen = {worker["name"] for worker in health.get("workers", [])}
-        if seen >= set(names):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"workers {sorted(set(names) - seen)} did not report in within {timeout} s")
+        return seen >= set(names)
+
+    eventually(reported_in, timeout, interval=0.1, message=lambda: f"workers {sorted(set(names) - seen)} to report in")
 
 
 # Debian's chromium, driven by Playwright: never a browser download.

@@ -12,7 +12,6 @@ import contextlib
 import math
 import re
 import signal
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Error, Page, expect
 
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import Processes, Stack, wait_healthy
+from tests.waiting import eventually
 
 EVALUATION_EPISODES = 3  # TARS_EVALUATION_EPISODES in the stack's environment
 # Long enough that the run is still training after the restart (several seconds), short enough
@@ -47,14 +47,15 @@ def open_dashboard(context: BrowserContext, stack: Stack, username: str, route: 
 
 def eventually_equal(shown: Callable[[], object], expected: Callable[[], object], timeout: float = 30) -> None:
     """Waits until the page shows what REST returns: the last events may still be on their way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        on_page, in_rest = shown(), expected()
-        if on_page == in_rest:
-            return
-        if time.monotonic() > deadline:
-            assert on_page == in_rest
-        time.sleep(0.2)
+    seen: dict[str, object] = {}
+
+    def same() -> bool:
+        seen["page"], seen["rest"] = shown(), expected()
+        return seen["page"] == seen["rest"]
+
+    with contextlib.suppress(AssertionError):
+        eventually(same, timeout, interval=0.1)
+    assert seen["page"] == seen["rest"]
 
 
 def shown_runs(page: Page, table: str) -> list[dict[str, Any]]:

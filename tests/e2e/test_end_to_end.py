@@ -30,6 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import Processes, Stack
+from tests.waiting import eventually
 
 EVALUATION_EPISODES = 3  # TARS_EVALUATION_EPISODES in base_env
 TRAIN = {"agent_id": "dqn", "episodes": 10}
@@ -52,19 +53,18 @@ def wait_run(
     until: Callable[[dict[str, Any]], bool] = lambda run: run["status"] in ("succeeded", "failed", "cancelled"),
     timeout: float = 120.0,
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    run = get_run(stack, headers, run_id)
-    while not until(run):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} not there after {timeout} s: {run}")
+    def there() -> dict[str, Any] | None:
+        run = get_run(stack, headers, run_id)
+        if until(run):
+            return run
         if run["status"] in ("failed", "cancelled"):
             raise AssertionError(f"run {run_id} ended {run['status']}: {run}")
         for name, process in stack.services.items():
             if process.poll() is not None and not name.startswith("worker-"):
                 raise AssertionError(f"{name} exited with {process.returncode} while run {run_id} went on")
-        time.sleep(0.2)
-        run = get_run(stack, headers, run_id)
-    return run
+        return None
+
+    return eventually(there, timeout, interval=0.1, message=lambda: f"run {run_id}: {get_run(stack, headers, run_id)}")
 
 
 def evaluations(stack: Stack, headers: dict[str, str], **params: str) -> list[dict[str, Any]]:
@@ -99,11 +99,7 @@ def training_children(pid: int) -> list[psutil.Process]:
 
 
 def wait_training_child(pid: int, timeout: float = 60.0) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while not (children := training_children(pid)):
-        assert time.monotonic() < deadline, f"no training process under {pid} after {timeout} s"
-        time.sleep(0.1)
-    return children
+    return eventually(lambda: training_children(pid), timeout, interval=0.05, message=f"a training process under {pid}")
 
 
 def _alive(process: psutil.Process) -> bool:
@@ -115,15 +111,15 @@ def _alive(process: psutil.Process) -> bool:
 
 
 def assert_all_gone(processes: list[psutil.Process], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while alive := [p for p in processes if _alive(p)]:
-        if time.monotonic() > deadline:
-            described = []
-            for process in alive:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    described.append((process.pid, " ".join(process.cmdline())))
-            raise AssertionError(f"still running {timeout} s later: {described}")
-        time.sleep(0.1)
+    def described() -> str:
+        still = []
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if _alive(process):
+                    still.append((process.pid, " ".join(process.cmdline())))
+        return f"every process to end; still running: {still}"
+
+    eventually(lambda: not any(_alive(p) for p in processes), timeout, interval=0.05, message=described)
 
 
 def session_members(session_id: int) -> list[psutil.Process]:
@@ -356,13 +352,13 @@ def test_a_job_whose_worker_is_killed_is_finished_by_the_other(distributed_stack
 
     # The survivor lives on, idle once its heartbeat catches up; the dead worker is no longer listed.
     survivor = stack.services[survivor_name]
-    deadline = time.monotonic() + 10
-    while True:
+
+    def survivor_idle() -> dict[str, Any] | None:
         workers = {w["name"]: w for w in httpx.get(f"{stack.orchestration_url}/health").json()["workers"]}
-        if survivor_name in workers and workers[survivor_name]["busy"] == 0 and not training_children(survivor.pid):
-            break
-        assert time.monotonic() < deadline, workers
-        time.sleep(0.2)
+        idle = survivor_name in workers and workers[survivor_name]["busy"] == 0
+        return workers if idle and not training_children(survivor.pid) else None
+
+    workers = eventually(survivor_idle, 10, interval=0.1, message=f"{survivor_name} idle in /health")
     assert survivor.poll() is None
     assert victim_name not in workers, workers
 

@@ -4,6 +4,7 @@ and none of them fails to evaluate."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -14,9 +15,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port
 from tests.e2e.conftest import Processes, Stack
 from tests.e2e.test_end_to_end import TRAIN, wait_run
+from tests.waiting import eventually
 
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules"
 
@@ -42,20 +43,28 @@ def start_prometheus(stack: Stack, processes: Processes, folder: Path) -> str:
         ],
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
     command = [prometheus_binary(), f"--config.file={folder / 'prometheus.yml'}"]
-    command += [f"--storage.tsdb.path={folder / 'data'}", f"--web.listen-address=127.0.0.1:{port}"]
+    command += [f"--storage.tsdb.path={folder / 'data'}", "--web.listen-address=127.0.0.1:0"]
     process = processes.run("prometheus", command)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def running() -> bool:
+        assert process.poll() is None, processes.log("prometheus")[-3000:]
+        return True
+
+    def listening() -> str | None:  # Prometheus logs the port it bound: msg="Listening on" address=127.0.0.1:N
+        found = re.search(r'msg="Listening on" address=(\S+)', processes.log("prometheus"))
+        return f"http://{found[1]}" if running() and found else None
+
+    url = eventually(listening, 60, interval=0.05, message="Prometheus to listen")
+
+    def ready() -> bool:
         try:
-            if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return url
+            return running() and httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
-        assert process.poll() is None and time.monotonic() < deadline, processes.log("prometheus")[-3000:]
-        time.sleep(0.2)
+            return False
+
+    eventually(ready, 60, interval=0.1, message=lambda: "Prometheus ready: " + processes.log("prometheus")[-3000:])
+    return url
 
 
 def query(prometheus: str, expression: str) -> list[dict[str, Any]]:
@@ -66,11 +75,7 @@ def query(prometheus: str, expression: str) -> list[dict[str, Any]]:
 
 
 def wait_for_data(prometheus: str, expression: str, timeout: float = 90) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while not (result := query(prometheus, expression)):
-        assert time.monotonic() < deadline, f"no data for {expression} after {timeout} s"
-        time.sleep(1)
-    return result
+    return eventually(lambda: query(prometheus, expression), timeout, interval=0.5, message=f"data for {expression}")
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import psutil
 import pytest
 
 from tests.e2e.conftest import Processes, Stack, wait_healthy
+from tests.waiting import eventually
 
 
 def _training_children(pid: int) -> list[psutil.Process]:
@@ -31,10 +33,7 @@ def test_runs_unfinished_at_shutdown_are_taken_up_again_after_a_restart(
     body = {"agent_id": "dqn", "episodes": 100_000}
     run_id = httpx.post(f"{stack.orchestration_url}/api/v1/train", json=body, headers=headers).json()["run_id"]
     up = processes.running[0]
-    deadline = time.monotonic() + 60
-    while not _training_children(up.pid):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    eventually(lambda: _training_children(up.pid), 60, interval=0.05, message="a training process")
     children = psutil.Process(up.pid).children(recursive=True)
 
     started = time.monotonic()
@@ -48,10 +47,9 @@ def test_runs_unfinished_at_shutdown_are_taken_up_again_after_a_restart(
     restarted = processes.start("tars-up-again", ["up"], stack.env)
     wait_healthy(stack.orchestration_url, restarted)
     headers = stack.token("olivia")
-    deadline = time.monotonic() + 60
-    while True:
-        run = httpx.get(f"{stack.orchestration_url}/api/v1/runs/{run_id}", headers=headers).json()
-        if run["attempts"] == 2 and run["status"] == "running":
-            break
-        assert time.monotonic() < deadline, run
-        time.sleep(0.2)
+
+    def taken_up_again() -> dict[str, Any] | None:
+        run: dict[str, Any] = httpx.get(f"{stack.orchestration_url}/api/v1/runs/{run_id}", headers=headers).json()
+        return run if run["attempts"] == 2 and run["status"] == "running" else None
+
+    eventually(taken_up_again, 60, interval=0.1, message=f"run {run_id} running its second attempt")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+import time_machine
 
 from tars.domain.users import Role
 from tars.services.auth import AuthenticationFailed
@@ -188,8 +188,11 @@ def test_a_token_checked_before_is_refused_once_it_expires() -> None:
     token = jwt.encode(claims(exp=datetime.now(UTC) + timedelta(seconds=1)), SECRET, algorithm="HS256")
     assert tokens.verify(token).user_id == 7
     assert tokens.verify(token).user_id == 7  # from memory
-    time.sleep(1.1)
-    with pytest.raises(AuthenticationFailed, match="invalid or expired"):
+    # A clock moved past the expiry: PyJWT and the memory of verified tokens both read time.time().
+    with (
+        time_machine.travel(datetime.now(UTC) + timedelta(seconds=1.1)),
+        pytest.raises(AuthenticationFailed, match="invalid or expired"),
+    ):
         tokens.verify(token)
 
 

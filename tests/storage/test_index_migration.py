@@ -18,6 +18,7 @@ from tars.domain.evaluations import EvaluationFilter
 from tars.storage import evaluations, migrate, runs
 from tars.storage.database import make_engine, make_session_factory
 from tars.storage.online_index import index_validity
+from tests.waiting import eventually
 
 V1_0_0 = "0001_v1_0_0"
 BEFORE_INDEXES = "0003_security"
@@ -83,9 +84,10 @@ def test_upgrade_from_v1_0_0_while_evaluations_keep_being_written(engine: Engine
     writer.start()
     reported: list[str] = []
     try:
-        time.sleep(0.2)
+        eventually(lambda: len(written) >= 20, message="writes before the migration")
         migrate.upgrade(engine, report=reported.append)
-        time.sleep(0.2)
+        during = len(written)
+        eventually(lambda: len(written) >= during + 20, message="writes after the migration")
     finally:
         stop.set()
         writer.join(10)

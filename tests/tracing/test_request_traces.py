@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
 from collections.abc import Sequence
 
 from fastapi.testclient import TestClient
@@ -18,6 +17,7 @@ from tars.services.runtime import Runtime
 from tars.tracing.logs import JsonFormatter
 from tars.tracing.propagation import span
 from tars.worker.loop import Worker
+from tests.waiting import eventually
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
@@ -34,13 +34,19 @@ def test_a_training_request_and_the_training_it_causes_are_one_trace(
     response = orchestration.post("/api/v1/train", json={"agent_id": "dqn", "episodes": 2}, headers=headers)
     assert response.status_code == 200, response.text
     run_id = response.json()["run_id"]
-    deadline = time.monotonic() + 60
-    while orchestration.get(f"/api/v1/runs/{run_id}", headers=auth["viewer"]).json()["status"] != "succeeded":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    time.sleep(0.2)  # the worker's spans end just after it records the outcome
+    eventually(
+        lambda: orchestration.get(f"/api/v1/runs/{run_id}", headers=auth["viewer"]).json()["status"] == "succeeded",
+        60,
+        interval=0.1,
+        message=f"run {run_id} to succeed",
+    )
 
-    trace = [s for s in spans.get_finished_spans() if s.context.trace_id == int(CLIENT_TRACE, 16)]
+    def traced() -> list[ReadableSpan]:
+        return [s for s in spans.get_finished_spans() if s.context.trace_id == int(CLIENT_TRACE, 16)]
+
+    # The worker's spans end just after it records the outcome.
+    eventually(lambda: {"job.process", "job.train"} <= {s.name for s in traced()}, message="the worker's spans")
+    trace = traced()
     by_name = {s.name: s for s in trace}
     server, producer = by_name["POST /api/v1/train"], by_name["job.enqueue"]
     consumer, training = by_name["job.process"], by_name["job.train"]
@@ -59,10 +65,9 @@ def test_the_live_event_an_evaluation_causes_is_relayed_in_the_submitters_trace(
     body = {"agent_id": "ppo", "environment": "CartPole-v1", "reward": 12.0}
     headers = {**auth["operator"], "traceparent": TRACEPARENT}
     assert dashboard.post("/api/v1/evaluations", json=body, headers=headers).status_code == 201
-    deadline = time.monotonic() + 10
-    while not (relays := [s for s in spans.get_finished_spans() if s.name == "event.relay"]):
-        assert time.monotonic() < deadline, "the event was not relayed"
-        time.sleep(0.02)
+    relays = eventually(
+        lambda: [s for s in spans.get_finished_spans() if s.name == "event.relay"], message="the event to be relayed"
+    )
     server = next(s for s in spans.get_finished_spans() if s.name == "POST /api/v1/evaluations")
     [relay] = relays
     assert relay.kind is SpanKind.CONSUMER and relay.context.trace_id == int(CLIENT_TRACE, 16)

@@ -17,8 +17,10 @@ class BusyQueue:
 
     def __init__(self) -> None:
         self.release_slot = threading.Event()
+        self.receiving = threading.Event()
 
     def receive(self, consumer: str, timeout: float) -> Delivery | None:
+        self.receiving.set()
         self.release_slot.wait(30)
         return None
 
@@ -38,10 +40,10 @@ def test_a_draining_worker_beats_at_its_usual_pace_until_its_slots_are_done(tmp_
     )
     worker.start()
     try:
-        time.sleep(0.3)
+        assert queue.receiving.wait(5)  # the slot is busy: stopping now has something to drain
         worker.stop()
         draining_from = len(beats)
-        time.sleep(1.0)
+        time.sleep(1.0)  # the window the pace is counted over
         during_drain = len(beats) - draining_from
         assert 2 <= during_drain <= 8, f"{during_drain} heartbeats in 1 s at one per 0.2 s"
         assert beats[-1].state == "draining"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -21,6 +20,7 @@ from tars.settings import Settings
 from tars.storage import runs
 from tars.storage.evaluations import EvaluationFilter, list_evaluations
 from tars.worker.loop import Worker
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -43,25 +43,21 @@ def submit(runtime: Runtime, **fields: object) -> str:
 
 
 def wait_for(runtime: Runtime, run_id: str, statuses: set[RunStatus], timeout: float = 60) -> RunStatus:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def status() -> RunStatus | None:
         with runtime.sessions() as session:
-            status = RunStatus(runs.get_run(session, run_id).status)
-        if status in statuses:
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} not in {statuses} after {timeout} s")
+            current = RunStatus(runs.get_run(session, run_id).status)
+        return current if current in statuses else None
+
+    return eventually(status, timeout, interval=0.05, message=f"run {run_id} in {sorted(statuses)}")
 
 
 def wait_running(runtime: Runtime, run_id: str, episodes: int = 1, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def training() -> bool:
         with runtime.sessions() as session:
             run = runs.get_run(session, run_id)
-            if run.status == RunStatus.RUNNING and run.episodes_done >= episodes:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} did not start training in {timeout} s")
+            return run.status == RunStatus.RUNNING and run.episodes_done >= episodes
+
+    eventually(training, timeout, message=f"run {run_id} to train {episodes} episode(s)")
 
 
 FINISHED = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}
@@ -115,9 +111,7 @@ def test_a_job_is_trained_evaluated_stored_and_announced(runtime: Runtime, worke
         page = list_evaluations(session, EvaluationFilter(run_id=run_id), limit=10)
         assert len(page.items) == 2
         assert {(e.agent_id, e.environment, e.region) for e in page.items} == {("dqn", "CartPole-v1", "us-west-2")}
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not any(e.type == "run.succeeded" for e in watcher.events):
-        time.sleep(0.05)
+    eventually(lambda: any(e.type == "run.succeeded" for e in watcher.events), 5, message="run.succeeded on the bus")
     watcher.close()
     types = [e.type for e in watcher.events if e.data.get("run_id") == run_id]
     assert types == ["run.queued", "run.started", *["run.progress"] * 3, *["evaluation.created"] * 2, "run.succeeded"]
@@ -173,10 +167,7 @@ def test_a_queued_run_cancelled_before_a_worker_takes_it_is_never_trained(runtim
     late.start()
     try:
         # The worker takes the job, sees the run is cancelled, and drops it.
-        deadline = time.monotonic() + 10
-        while late.status().jobs_done < 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(lambda: late.status().jobs_done >= 1, 10, message="the worker to drop the job")
     finally:
         late.stop()
         late.join(10)
@@ -214,7 +205,10 @@ def test_shutdown_within_the_grace_period_finishes_the_job(runtime: Runtime) -> 
 def test_heartbeats_show_the_worker_and_what_it_runs(runtime: Runtime, worker: Worker) -> None:
     run_id = submit(runtime, episodes=100_000)
     wait_running(runtime, run_id)
-    time.sleep(0.5)
+    eventually(
+        lambda: any(status.runs == [run_id] for status in runtime.registry.workers()),
+        message="a heartbeat with the run",
+    )
     [status] = runtime.registry.workers()
     assert (status.name, status.busy, status.runs, status.state) == ("test-worker", 1, [run_id], "running")
     assert status.rss_bytes > 50 * 2**20  # the worker and its training child

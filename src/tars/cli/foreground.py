@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tars.tracing.setup import shutdown_tracing
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def _run(servers: list[uvicorn.Server], worker: Worker | None) -> None:
+async def _run(servers: list[uvicorn.Server], worker: Worker | None, on_started: Callable[[], None] | None) -> None:
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
 
@@ -35,7 +36,7 @@ async def _run(servers: list[uvicorn.Server], worker: Worker | None) -> None:
         loop.add_signal_handler(sig, request_stop)
     if worker is not None:
         worker.start()
-    freezing = asyncio.create_task(_freeze_once_started(servers))
+    freezing = asyncio.create_task(_once_started(servers, on_started))
     try:
         if servers:
             await asyncio.gather(*(server.serve() for server in servers))
@@ -51,14 +52,19 @@ async def _run(servers: list[uvicorn.Server], worker: Worker | None) -> None:
             loop.remove_signal_handler(sig)
 
 
-async def _freeze_once_started(servers: list[uvicorn.Server]) -> None:
+async def _once_started(servers: list[uvicorn.Server], on_started: Callable[[], None] | None) -> None:
     """What startup built lives as long as the process: frozen, the collector stops walking it.
     Every full collection walked those ~150,000 objects again; with the garbage of 1,000-item
-    batches that cost a fifth of ingest throughput."""
+    batches that cost a fifth of ingest throughput. Then ``on_started``: the servers' real
+    addresses are known (a server asked for port 0 has its port)."""
     while not all(server.started for server in servers):
         await asyncio.sleep(0.05)
     gc.freeze()
+    if on_started is not None:
+        on_started()
 
 
-def run_foreground(servers: list[uvicorn.Server], worker: Worker | None) -> None:
-    asyncio.run(_run(servers, worker))
+def run_foreground(
+    servers: list[uvicorn.Server], worker: Worker | None, on_started: Callable[[], None] | None = None
+) -> None:
+    asyncio.run(_run(servers, worker, on_started))

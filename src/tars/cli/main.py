@@ -38,6 +38,17 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = settings
 
 
+_PORT_HELP = "Default: the port from settings; 0 for a free port (the address is printed once listening)"
+
+
+def _port(option: int | None, configured: int) -> int:
+    return configured if option is None else option
+
+
+def _logs(settings: Settings) -> tuple[str, str]:
+    return settings.log_level, settings.log_format
+
+
 def _trace(settings: Settings, service: str) -> None:
     from tars.tracing.setup import configure_tracing
 
@@ -56,12 +67,14 @@ def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
 
 
 @cli.command()
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=None, help=_PORT_HELP)
+@click.option("--orchestration-port", type=click.IntRange(0, 65535), default=None, help=_PORT_HELP)
 @click.pass_context
-def up(ctx: click.Context) -> None:
+def up(ctx: click.Context, dashboard_port: int | None, orchestration_port: int | None) -> None:
     """Run every service in one process: embedded mode (or all-in-one on PostgreSQL and Redis)."""
     from tars.api.applications import create_dashboard_app, create_orchestration_app, shared_rate_limits
     from tars.cli.foreground import run_foreground
-    from tars.cli.servers import make_server
+    from tars.cli.servers import make_server, server_url
     from tars.cli.workers import make_worker
 
     settings = _settings(ctx)
@@ -70,31 +83,37 @@ def up(ctx: click.Context) -> None:
     dashboard = create_dashboard_app(runtime, rate_limits=limits)
     orchestration = create_orchestration_app(runtime, rate_limits=limits)
     servers = [
-        make_server(dashboard, settings.host, settings.dashboard_port, settings.log_level, settings.log_format),
-        make_server(orchestration, settings.host, settings.orchestration_port, settings.log_level, settings.log_format),
+        make_server(dashboard, settings.host, _port(dashboard_port, settings.dashboard_port), *_logs(settings)),
+        make_server(
+            orchestration, settings.host, _port(orchestration_port, settings.orchestration_port), *_logs(settings)
+        ),
     ]
     mode = "embedded (SQLite, in-process bus)" if settings.embedded else "distributed (Redis)"
     _trace(settings, "up")
-    click.echo(f"T.A.R.S. {VERSION} — {mode}; data in {settings.data_dir}")
-    click.echo(f"  dashboard      {settings.dashboard_url}/")
-    click.echo(f"  dashboard-api  {settings.dashboard_url}/docs")
-    click.echo(f"  orchestration  {settings.orchestration_base_url}/docs")
-    click.echo("Press Ctrl-C to stop.")
+
+    def announce() -> None:  # once listening: with port 0, the ports are known only now
+        dashboard_url, orchestration_url = (server_url(server) for server in servers)
+        click.echo(f"T.A.R.S. {VERSION} — {mode}; data in {settings.data_dir}")
+        click.echo(f"  dashboard      {dashboard_url}/")
+        click.echo(f"  dashboard-api  {dashboard_url}/docs")
+        click.echo(f"  orchestration  {orchestration_url}/docs")
+        click.echo("Press Ctrl-C to stop.")
+
     try:
-        run_foreground(servers, make_worker(runtime, beside_apis=True))
+        run_foreground(servers, make_worker(runtime, beside_apis=True), on_started=announce)
     finally:
         runtime.close()
 
 
 @cli.command()
 @click.argument("service", type=click.Choice(["dashboard-api", "orchestration"]))
-@click.option("--port", type=int, default=None, help="Default: the service's port from settings")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help=_PORT_HELP)
 @click.pass_context
 def serve(ctx: click.Context, service: str, port: int | None) -> None:
     """Run one API service (distributed mode)."""
     from tars.api.applications import create_dashboard_app, create_orchestration_app
     from tars.cli.foreground import run_foreground
-    from tars.cli.servers import make_server
+    from tars.cli.servers import make_server, server_url
 
     settings = _settings(ctx)
     _trace(settings, service)
@@ -104,15 +123,21 @@ def serve(ctx: click.Context, service: str, port: int | None) -> None:
     else:
         app, default_port = create_orchestration_app(runtime), settings.orchestration_port
     try:
-        server = make_server(app, settings.host, port or default_port, settings.log_level, settings.log_format)
-        run_foreground([server], None)
+        server = make_server(app, settings.host, _port(port, default_port), *_logs(settings))
+        run_foreground([server], None, on_started=lambda: click.echo(f"{service} listening on {server_url(server)}"))
     finally:
         runtime.close()
 
 
 @cli.command()
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Where /metrics listens, 0 for a free port (printed). Default: worker_metrics_port (0 there: no /metrics)",
+)
 @click.pass_context
-def worker(ctx: click.Context) -> None:
+def worker(ctx: click.Context, metrics_port: int | None) -> None:
     """Run an agent worker that trains jobs from the queue (distributed mode)."""
     from tars.cli.foreground import run_foreground
     from tars.cli.workers import make_separate_worker
@@ -133,10 +158,11 @@ def worker(ctx: click.Context) -> None:
     except OrchestrationRefused as exc:
         separate.close()
         raise click.ClickException(str(exc)) from None
-    if settings.worker_metrics_port:
+    if metrics_port is not None or settings.worker_metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
+        metrics, _ = start_http_server(_port(metrics_port, settings.worker_metrics_port), addr=settings.host)
+        click.echo(f"worker metrics listening on http://{settings.host}:{metrics.server_port}/metrics")
     families = ", ".join(settings.served_algorithms)
     click.echo(
         f"worker {settings.worker_name} taking {families} jobs from {settings.redis_url}, "

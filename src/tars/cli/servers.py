@@ -33,3 +33,16 @@ def make_server(app: FastAPI, host: str, port: int, log_level: str, log_format: 
     )
     redact_server_logs()  # after the Config: it configures uvicorn's loggers
     return _Server(config)
+
+
+def bound_address(server: uvicorn.Server) -> tuple[str, int]:
+    """The host and port a started server listens on: the real port when it was asked for port 0."""
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    return str(host), int(port)
+
+
+def server_url(server: uvicorn.Server) -> str:
+    """Where clients reach a started server (a wildcard address through the loopback)."""
+    host, port = bound_address(server)
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
