@@ -46,14 +46,6 @@ CONCRETE = {
     "tars.storage.evaluation_reads_sync",
 }
 
-# Arrows that break the rules today; each must go, and none may be added. Empty when done.
-KNOWN_VIOLATIONS: set[tuple[str, str]] = {
-    ("tars.cli.database", "tars.storage"),
-    ("tars.cli.database", "tars.storage.database"),
-    ("tars.cli.database", "tars.storage.migrate"),
-    ("tars.cli.database", "tars.storage.schema"),
-}
-
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(SRC).with_suffix("").parts
@@ -144,15 +136,12 @@ def _concrete_imports() -> set[tuple[str, str]]:
 
 
 def test_imports_flow_down_the_layers() -> None:
-    found = _violations() | _concrete_imports()
-    new = sorted(found - KNOWN_VIOLATIONS)
-    assert not new, "imports against the layering:\n" + "\n".join(f"  {a} -> {b}" for a, b in new)
-    gone = sorted(KNOWN_VIOLATIONS - found)
-    assert not gone, "mended: remove from KNOWN_VIOLATIONS:\n" + "\n".join(f"  {a} -> {b}" for a, b in gone)
+    found = sorted(_violations())
+    assert not found, "imports against the layering:\n" + "\n".join(f"  {a} -> {b}" for a, b in found)
 
 
 def test_only_wiring_builds_concrete_implementations() -> None:
-    offenders = sorted(_concrete_imports() - KNOWN_VIOLATIONS)
+    offenders = sorted(_concrete_imports())
     assert not offenders, "only tars.wiring may import these:\n" + "\n".join(f"  {a} -> {b}" for a, b in offenders)
 
 
@@ -160,7 +149,7 @@ def test_packages_form_no_cycle() -> None:
     edges: dict[str, set[str]] = defaultdict(set)
     for source, targets in GRAPH.items():
         for target in targets:
-            if _package(source) != _package(target) and (source, target) not in KNOWN_VIOLATIONS:
+            if _package(source) != _package(target):
                 edges[_package(source)].add(_package(target))
     state: dict[str, int] = {}
 

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from tars.domain.errors import SchemaOutOfDate
 from tars.storage import migrate, schema
 from tars.storage.database import make_engine
-from tars.wiring.runtime import SchemaOutOfDate, build_runtime
+from tars.wiring.runtime import build_runtime
 from tests.conftest import make_settings
 
 TABLES = {"agents", "training_runs", "training_steps", "evaluations", "users", "api_keys", "auth_sessions",

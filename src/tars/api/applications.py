@@ -30,7 +30,7 @@ from tars.api.routes import (
     users,
     ws,
 )
-from tars.metrics.collectors import watch_database, watch_queue
+from tars.metrics.collectors import watch_queue
 from tars.services.runtime import Runtime
 from tars.version import __version__
 
@@ -55,7 +55,6 @@ def _base_app(
     )
     app.state.runtime = runtime
     app.state.service_name = service
-    watch_database(runtime.engine)
     app.state.reports_workers = service == ORCHESTRATION
     app.add_middleware(RequestMetricsMiddleware, service=service)
     app.add_middleware(SecurityHeadersMiddleware)

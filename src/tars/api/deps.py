@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
 from tars.domain.users import Principal, Role
 from tars.services.auth import AuthenticationFailed
@@ -32,22 +30,6 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
-    # Making a session connects to nothing; closing it returns its connection (a rollback), which
-    # may block, so that happens in the thread pool.
-    session = runtime.sessions()
-    try:
-        yield session
-    finally:
-        if session.in_transaction():
-            await run_in_threadpool(session.close)
-        else:
-            session.close()
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 async def client_address(request: Request) -> str | None:

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from tars.cli.database import database
+from tars.domain.errors import TarsError
 from tars.settings import Settings
 
 
@@ -22,10 +22,13 @@ def dev() -> None:
 @click.pass_obj
 def seed(settings: Settings, count: int, days: float, seed: int) -> None:
     """Add realistic evaluations: every built-in agent in every region over the last DAYS."""
-    from tars.services.seeding import seed_evaluations
+    from tars.wiring.database import open_seeder
 
-    with database(settings, require_current_schema=True) as engine:
-        started = time.perf_counter()
-        loaded = seed_evaluations(engine, count, days=days, seed=seed)
-        elapsed = time.perf_counter() - started
+    try:
+        with open_seeder(settings) as seeder:
+            started = time.perf_counter()
+            loaded = seeder.seed(count, days=days, seed=seed)
+            elapsed = time.perf_counter() - started
+    except TarsError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"added {loaded:,} evaluations in {elapsed:.1f} s ({loaded / max(elapsed, 1e-9):,.0f}/s)")

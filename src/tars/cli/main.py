@@ -58,7 +58,8 @@ def _trace(settings: Settings, service: str) -> None:
 
 
 def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
-    from tars.wiring.runtime import SchemaOutOfDate, build_runtime
+    from tars.domain.errors import SchemaOutOfDate
+    from tars.wiring.runtime import build_runtime
 
     try:
         return build_runtime(settings, migrate_schema=migrate_schema)

@@ -42,3 +42,7 @@ class Unavailable(TarsError):
 
 class IdempotencyKeyReused(TarsError):
     """An Idempotency-Key came back with a different request than the one it was first used for."""
+
+
+class SchemaOutOfDate(TarsError):
+    """The database is behind this code: `tars db upgrade` first."""

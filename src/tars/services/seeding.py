@@ -26,12 +26,17 @@ _REGION_LATENCY_MS = {"us-west-2": 8.0, "us-east-1": 10.0, "eu-west-1": 14.0, "a
 _FAILED_SHARE = 0.01
 
 
-def seed_evaluations(engine: Engine, count: int, *, days: float = 30.0, seed: int = 0) -> int:
-    """Add ``count`` generated evaluations over the last ``days`` (and the built-in agents they
-    belong to, if missing), as fast as the database takes them; returns how many."""
-    with transaction(make_session_factory(engine)) as session:
-        ensure_builtin_agents(session)
-    return evaluations.bulk_load(engine, generate_evaluations(count, now=utcnow(), days=days, seed=seed))
+class EvaluationSeeder:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def seed(self, count: int, *, days: float = 30.0, seed: int = 0) -> int:
+        """Add ``count`` generated evaluations over the last ``days`` (and the built-in agents they
+        belong to, if missing), as fast as the database takes them; returns how many."""
+        with transaction(make_session_factory(self._engine)) as session:
+            ensure_builtin_agents(session)
+        rows = generate_evaluations(count, now=utcnow(), days=days, seed=seed)
+        return evaluations.bulk_load(self._engine, rows)
 
 
 def generate_evaluations(count: int, *, now: datetime, days: float = 30.0, seed: int = 0) -> Iterator[dict[str, Any]]:

@@ -10,6 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from tars.bus.base import EventBus, JobQueue, WorkerRegistry
 from tars.bus.memory import InProcessEventBus, InProcessJobQueue, InProcessWorkerRegistry
 from tars.bus.redis_streams import RedisEventBus, RedisJobQueue, RedisWorkerRegistry
+from tars.domain.errors import SchemaOutOfDate
+from tars.metrics.collectors import watch_database
 from tars.services.evaluations import EvaluationReader, EvaluationService
 from tars.services.runtime import Runtime
 from tars.services.training import recover_lost_jobs, requeue_unfinished
@@ -25,10 +27,6 @@ if TYPE_CHECKING:
     from tars.services.auth.security import Security
 
 
-class SchemaOutOfDate(RuntimeError):
-    pass
-
-
 def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
     if migrate_schema:
         from tars.wiring.database import schema_service  # Alembic: only for the process that migrates
@@ -39,6 +37,7 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
     if not migrate_schema and not schema.is_current(engine):
         engine.dispose()
         raise SchemaOutOfDate("the database schema is not up to date; run `tars db upgrade` first")
+    watch_database(engine)  # the pool's gauges and statement times, read when Prometheus scrapes
     sessions = make_session_factory(engine)
     try:
         with transaction(sessions) as session:

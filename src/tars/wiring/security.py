@@ -19,7 +19,7 @@ from tars.services.auth.security import Security
 from tars.services.auth.sessions import LoginSessions, SessionLifetimes
 from tars.services.auth.tokens import TokenService
 from tars.settings import Settings
-from tars.storage.database import SessionFactory, make_engine, make_session_factory
+from tars.storage.database import SessionFactory, make_session_factory
 from tars.wiring.keys import jwt_keys
 
 
@@ -58,16 +58,11 @@ def open_accounts(settings: Settings) -> Iterator[Accounts]:
     """Users and API keys for the command line, on the settings' database; what changes is announced
     to the running services at once. Embedded, the schema is brought up to date first (as `tars up`
     would)."""
-    engine = make_engine(settings.sqlalchemy_url)
-    invalidations: Invalidations | None = None
-    try:
-        if settings.embedded:
-            from tars.storage import migrate  # Alembic: only for a command that migrates
+    from tars.wiring.database import command_engine  # Alembic: only for a command that migrates
 
-            migrate.upgrade(engine)
+    with command_engine(settings) as engine:
         invalidations = make_invalidations(settings)
-        yield Accounts.on(make_session_factory(engine), invalidations)
-    finally:
-        if invalidations is not None:
+        try:
+            yield Accounts.on(make_session_factory(engine), invalidations)
+        finally:
             invalidations.close()
-        engine.dispose()
