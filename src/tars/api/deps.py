@@ -57,14 +57,11 @@ async def authenticate_off_loop(authenticator: Authenticator, credential: str) -
     return principal
 
 
-async def get_principal(
-    request: Request,
-    runtime: RuntimeDep,
-    address: ClientAddress,
-    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    _key: Annotated[str | None, Depends(_api_key)],
-) -> Principal:
-    known: Principal | None = getattr(request.state, "principal", None)  # the rate limiter asked already
+async def authenticated_principal(request: Request) -> Principal:
+    """Who is calling (401 when nobody, or a credential that fails): the principal the rate limiter
+    found already, else the presented credential's."""
+    address = request.client.host if request.client else None
+    known: Principal | None = getattr(request.state, "principal", None)
     if known is not None:
         return known.at(address)
     credential = presented_credential(request)
@@ -74,10 +71,20 @@ async def get_principal(
             "missing credentials: send Authorization: Bearer <token or API key>",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    runtime: Runtime = request.app.state.runtime
     try:
         return (await authenticate_off_loop(runtime.security.authenticator, credential)).at(address)
     except AuthenticationFailed as exc:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+
+
+async def get_principal(
+    request: Request,
+    # Declared for the OpenAPI document (the credentials a route accepts); read by the function above.
+    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    return await authenticated_principal(request)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

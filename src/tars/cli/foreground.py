@@ -67,4 +67,16 @@ async def _once_started(servers: list[uvicorn.Server], on_started: Callable[[], 
 def run_foreground(
     servers: list[uvicorn.Server], worker: Worker | None, on_started: Callable[[], None] | None = None
 ) -> None:
-    asyncio.run(_run(servers, worker, on_started))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_run(servers, worker, on_started))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (it comes with uvicorn[standard]), as uvicorn itself would pick:
+    its sockets and callbacks cost a fraction of the standard loop's, which served the hottest read
+    at two thirds of a plain Starlette app's rate."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -10,7 +10,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from tars.domain.errors import InvalidField
 
@@ -82,6 +82,10 @@ class Position(NamedTuple):
 
     created_at: datetime
     id: int
+
+
+# An evaluation's fields by name (the keys of Evaluation._fields), as a page is read for JSON.
+EvaluationFields = dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from tars.domain.audit import AuditAction
 from tars.domain.errors import IdempotencyKeyReused, InvalidField, InvalidFields
 from tars.domain.evaluations import (
     Evaluation,
+    EvaluationFields,
     EvaluationFilter,
     EvaluationPage,
     EvaluationScope,
@@ -29,6 +30,7 @@ from tars.domain.evaluations import (
     NewEvaluation,
     Position,
     decode_cursor,
+    encode_cursor,
 )
 from tars.domain.events import Event, EventType
 from tars.domain.users import Principal
@@ -37,7 +39,6 @@ from tars.services import audit, summaries
 from tars.storage import agents, evaluations
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
-from tars.storage.evaluations import page_of
 from tars.storage.types import utcnow
 
 # How long a key is remembered; a retry comes within minutes, not days.
@@ -61,8 +62,8 @@ class EvaluationReader(Protocol):
     async def close(self) -> None:
         """Close what `start` opened on the running event loop."""
 
-    async def page(self, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[Evaluation]:
-        """Up to ``limit`` + 1 evaluations after ``after``, newest first."""
+    async def page(self, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[EvaluationFields]:
+        """Up to ``limit`` + 1 evaluations after ``after``, newest first, each as its fields by name."""
         ...
 
 
@@ -162,8 +163,24 @@ class EvaluationService:
 
     async def page(self, where: EvaluationFilter, *, limit: int, cursor: str | None = None) -> EvaluationPage:
         """A page of evaluations, newest first, after ``cursor`` (from the page before)."""
+        rows, next_cursor = await self._read(where, limit, cursor)
+        return EvaluationPage([Evaluation(**row) for row in rows], next_cursor)
+
+    async def page_json(self, where: EvaluationFilter, *, limit: int, cursor: str | None = None) -> bytes:
+        """The same page as the API answers it, JSON made straight from the fields read: building a
+        record and then a dict of it for every row cost the hottest read a tenth of its throughput."""
+        rows, next_cursor = await self._read(where, limit, cursor)
+        return orjson.dumps({"items": rows, "next_cursor": next_cursor}, option=JSON_OPTIONS)
+
+    async def _read(
+        self, where: EvaluationFilter, limit: int, cursor: str | None
+    ) -> tuple[list[EvaluationFields], str | None]:
         after = decode_cursor(cursor) if cursor is not None else None
-        return page_of(await self.reader.page(where, limit=limit, after=after), limit)
+        rows = await self.reader.page(where, limit=limit, after=after)
+        items = rows[:limit]  # the one more read says whether another page follows
+        if len(rows) > limit and items:
+            return items, encode_cursor(Position(items[-1]["created_at"], items[-1]["id"]))
+        return items, None
 
     def summary(
         self, scope: EvaluationScope, since: datetime, until: datetime, group_by: list[str]
@@ -174,14 +191,6 @@ class EvaluationService:
     def series(self, scope: EvaluationScope, since: datetime, until: datetime, interval: Interval) -> EvaluationSeries:
         with self.sessions() as session:
             return summaries.series(session, scope, since, until, interval)
-
-
-def page_json(page: EvaluationPage) -> bytes:
-    """A page as the API answers it, encoded once: validating and serialising each row through
-    pydantic cost more than the query."""
-    return orjson.dumps(
-        {"items": [item._asdict() for item in page.items], "next_cursor": page.next_cursor}, option=JSON_OPTIONS
-    )
 
 
 def _key(key: str | None, by: Principal | None, scope: str, submissions: list[NewEvaluation]) -> _Key | None:

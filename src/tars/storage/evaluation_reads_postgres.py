@@ -15,7 +15,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from tars.domain.errors import InvalidField, Unavailable
-from tars.domain.evaluations import EVALUATION_FIELDS, Evaluation, EvaluationFilter, Position
+from tars.domain.evaluations import EVALUATION_FIELDS, EvaluationFields, EvaluationFilter, Position
 from tars.settings import PoolSettings
 
 _FILTERS = ("agent_id", "environment", "region", "run_id")
@@ -44,6 +44,7 @@ class PostgresEvaluationReader:
             max_size=self._settings.size,
             timeout=5,
             server_settings={"statement_timeout": str(timeout)} if timeout else {},
+            reset=_keep_session,
         )
         self._pools[loop] = (pool, 1)
 
@@ -57,7 +58,7 @@ class PostgresEvaluationReader:
         else:
             await pool.close()
 
-    async def page(self, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[Evaluation]:
+    async def page(self, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[EvaluationFields]:
         try:
             pool = self._pools[asyncio.get_running_loop()][0]
         except KeyError:
@@ -72,19 +73,34 @@ class PostgresEvaluationReader:
                     "the database took too long to answer (statement timeout); try a narrower query or again shortly"
                 ) from exc
             except _LOST as exc:
+                # One connection lost means PostgreSQL went away (a restart, an outage): every pooled
+                # connection is as dead, and released without a reset query nothing else notices.
+                # They are replaced at their next use; the read is tried once more on a new one.
+                connection.terminate()
+                await pool.expire_connections()
                 if attempt == 2:
                     raise Unavailable(UNAVAILABLE) from exc
                 continue
             finally:
                 await pool.release(connection)
-            # asyncpg gives timestamptz in UTC, as the sync path does
-            return [Evaluation(*row) for row in rows]
+            # asyncpg gives timestamptz in UTC, as the sync reader does; its records are named by column
+            return [dict(row) for row in rows]
         raise AssertionError("unreachable")
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """What a released connection needs reset beyond asyncpg's own (listeners dropped, an open
+    transaction rolled back): nothing. These connections only ever run one SELECT at a time — no SET,
+    LISTEN, cursor or advisory lock — so the default RESET ALL would be a round trip per read for no
+    change; their prepared statements are kept on purpose."""
 
 
 async def _acquire(pool: asyncpg.Pool, timeout: float) -> Any:
     try:
-        return await pool.acquire(timeout=timeout)
+        # asyncio.timeout, not acquire(timeout=...): that wraps the wait in a task of its own (wait_for),
+        # which cost the list a twentieth of its throughput.
+        async with asyncio.timeout(timeout):
+            return await pool.acquire()
     except TimeoutError as exc:  # before OSError, whose kind it is
         raise Unavailable("every database connection is busy; try again shortly") from exc
     except (OSError, asyncpg.exceptions.PostgresError, asyncpg.exceptions.InterfaceError) as exc:

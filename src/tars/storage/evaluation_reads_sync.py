@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from anyio import to_thread
 
-from tars.domain.evaluations import Evaluation, EvaluationFilter, Position
+from tars.domain.evaluations import EvaluationFields, EvaluationFilter, Position
 from tars.storage.database import SessionFactory
 from tars.storage.evaluations import read_page
 
@@ -20,9 +20,9 @@ class SyncEvaluationReader:
     async def close(self) -> None:
         """Nothing to close: the runtime's engine is disposed with it."""
 
-    async def page(self, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[Evaluation]:
+    async def page(self, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[EvaluationFields]:
         return await to_thread.run_sync(self._read, where, limit, after)
 
-    def _read(self, where: EvaluationFilter, limit: int, after: Position | None) -> list[Evaluation]:
+    def _read(self, where: EvaluationFilter, limit: int, after: Position | None) -> list[EvaluationFields]:
         with self._sessions() as session:
-            return read_page(session, where, limit=limit, after=after)
+            return [evaluation._asdict() for evaluation in read_page(session, where, limit=limit, after=after)]

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from tars.api.bodies import JsonBody
 from tars.api.deps import (
     AdminPrincipal,
     OperatorPrincipal,
-    RoleRequirement,
     RuntimeDep,
     ViewerPrincipal,
-    get_principal,
 )
 from tars.api.errors import UNREADABLE_BODY
+from tars.api.lean import LeanRoute
 from tars.api.schemas import (
     BigRowId,
     EvaluationBatchIn,
@@ -40,8 +38,7 @@ from tars.domain.evaluations import (
     NewEvaluation,
 )
 from tars.domain.regions import Region
-from tars.domain.users import Principal, Role
-from tars.services.evaluations import Receipt, page_json
+from tars.services.evaluations import Receipt
 from tars.services.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1/evaluations", tags=["evaluations"])
@@ -166,7 +163,7 @@ def evaluation_series(
 
 
 class ListQuery(BaseModel):
-    """The list's query parameters, validated in one pass (unknown ones are ignored, as FastAPI does)."""
+    """The list's query parameters (unknown ones are ignored, as FastAPI does)."""
 
     agent_id: str | None = None
     environment: str | None = None
@@ -178,46 +175,10 @@ class ListQuery(BaseModel):
     cursor: str | None = Field(default=None, max_length=200)
 
 
-def _list_query(request: Request) -> ListQuery:
-    # One model validation: FastAPI's own validation of a query model cost more than the query itself.
-    try:
-        return ListQuery.model_validate(request.query_params)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("query", *error["loc"])} for error in exc.errors(include_url=False)]
-        ) from None
-
-
-def _documented(model: type[BaseModel]) -> list[dict[str, Any]]:
-    """A query model's fields as OpenAPI parameters (the route reads them itself, so FastAPI does not)."""
-    schema = model.model_json_schema()
-    return [
-        {"name": name, "in": "query", "required": False, "schema": field, "description": field.get("description", "")}
-        for name, field in schema["properties"].items()
-    ]
-
-
-class CachedViewer(RoleRequirement):
-    """The viewer requirement in one dependency: the hottest route pays for one call, not five. The
-    principal is the one the rate limiter found, else the credential's (cached once authenticated)."""
-
-    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        address = request.client.host if request.client else None
-        principal = await get_principal(request, request.app.state.runtime, address, None, None)
-        return await super().__call__(principal)
-
-
-@router.get(
-    "",
-    response_model=EvaluationPageOut,
-    responses={422: {"description": "a query parameter FastAPI would refuse, or not a cursor this API returned"}},
-    # What the lean dependency leaves out of the schema: the credentials it reads.
-    openapi_extra={"security": [{"HTTPBearer": []}, {"APIKeyHeader": []}], "parameters": _documented(ListQuery)},
-)
 async def list_evaluations(
-    request: Request, _principal: Annotated[Principal, Depends(CachedViewer(Role.VIEWER))]
+    request: Request, query: Annotated[ListQuery, Query()], _principal: ViewerPrincipal
 ) -> Response:
-    query = _list_query(request)
+    """Evaluations newest first, a page at a time (follow `next_cursor`)."""
     check_query_times(since=query.since, until=query.until)
     where = EvaluationFilter(
         agent_id=query.agent_id,
@@ -228,8 +189,20 @@ async def list_evaluations(
         until=query.until,
     )
     runtime: Runtime = request.app.state.runtime
-    page = await runtime.evaluations.page(where, limit=query.limit, cursor=query.cursor)
-    return Response(page_json(page), media_type="application/json")
+    body = await runtime.evaluations.page_json(where, limit=query.limit, cursor=query.cursor)
+    return Response(body, media_type="application/json")
+
+
+# The read dashboards and clients poll most: served lean (tars.api.lean), and matched before any
+# other route by the application that mounts it.
+list_route = LeanRoute(
+    "/api/v1/evaluations",
+    list_evaluations,
+    methods=["GET"],
+    tags=["evaluations"],
+    response_model=EvaluationPageOut,
+    responses={422: {"description": "a query parameter out of range, or not a cursor this API returned"}},
+)
 
 
 @router.delete(
