@@ -866,7 +866,10 @@ def ingest(args: argparse.Namespace) -> dict[str, Any]:
         results["floor_psycopg_copy"] = floor_copy(database_url, args.floor_rows, args.batch_size)
         for how in ("executemany", "copy"):
             results[f"floor_asyncpg_{how}"] = floor_asyncpg(database_url, args.floor_rows, args.batch_size, how)
-        results["peer_mlflow_log_batch"] = mlflow_peer(args, folder)
+        try:
+            results["peer_mlflow_log_batch"] = mlflow_peer(args, folder)
+        except ImportError as exc:  # the peer is optional: pip install -e '.[bench]' brings it
+            results["peer_mlflow_log_batch"] = {"available": False, "reason": str(exc)}
     batched = results["batch"].get("evaluations_per_second")
     return {
         "benchmark": "evaluations_api_ingest",

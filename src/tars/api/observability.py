@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tars.api.deps import Public
@@ -21,6 +21,21 @@ class RequestMetricsMiddleware:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # The labelled children by (method, route template, status): finding them costs a lock and a
+        # tuple per request otherwise. Bounded: templates and statuses are few, never raw paths.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def _record(self, method: str, template: str, status_code: int, seconds: float) -> None:
+        key = (method, template, status_code)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                HTTP_REQUESTS.labels(self.service, method, template, str(status_code), VERSION),
+                HTTP_DURATION.labels(self.service, method, template, VERSION),
+            )
+        requests, durations = children
+        requests.inc()
+        durations.observe(seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,8 +64,7 @@ class RequestMetricsMiddleware:
                 route = scope.get("route")
                 template = getattr(route, "path", UNMATCHED_ROUTE)
                 name_route(span, method, template, status_code)
-                HTTP_REQUESTS.labels(self.service, method, template, str(status_code), VERSION).inc()
-                HTTP_DURATION.labels(self.service, method, template, VERSION).observe(time.perf_counter() - started)
+                self._record(method, template, status_code, time.perf_counter() - started)
 
 
 router = APIRouter(tags=["observability"], dependencies=[Public])
