@@ -24,11 +24,10 @@ from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
 from tars.metrics.catalogue import TRAINING_RUNS
 from tars.metrics.counting import count_evaluations, count_training
 from tars.services.evaluations import evaluations_event_data
-from tars.services.runs import run_record
 from tars.storage import evaluations, runs
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
-from tars.storage.runs import ReportTarget
+from tars.storage.runs import ReportTarget, run_record
 from tars.version import VERSION
 
 _REPORT_SCOPE = "run-report"

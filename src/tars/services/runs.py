@@ -8,33 +8,7 @@ from tars.domain.errors import NotFound
 from tars.domain.runs import ModelFile, Run, RunDetail, RunStatus
 from tars.storage import runs
 from tars.storage.database import SessionFactory
-from tars.storage.tables import TrainingRunRow
-
-
-def run_record(row: TrainingRunRow) -> Run:
-    return Run(
-        run_id=row.id,
-        kind=row.kind,
-        agent_id=row.agent_id,
-        algorithm=row.algorithm,
-        environment=row.environment,
-        status=row.status,
-        episodes=row.episodes,
-        episodes_done=row.episodes_done,
-        timesteps=row.timesteps,
-        timesteps_done=row.timesteps_done,
-        source_run_id=row.source_run_id,
-        cancel_requested=row.cancel_requested,
-        evaluation_episodes=row.evaluation_episodes,
-        seed=row.seed,
-        hyperparameters=dict(row.hyperparameters),
-        attempts=row.attempts,
-        worker=row.worker,
-        error=row.error,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
+from tars.storage.runs import run_record
 
 
 class RunService:

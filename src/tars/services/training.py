@@ -22,9 +22,9 @@ from tars.domain.runs import UNFINISHED, Run, RunKind, RunStatus, TrainingJob
 from tars.domain.users import Principal
 from tars.services import audit
 from tars.services.agents import effective_hyperparameters
-from tars.services.runs import run_record
 from tars.storage import agents, runs
 from tars.storage.database import SessionFactory, transaction
+from tars.storage.runs import run_record
 from tars.storage.tables import TrainingRunRow
 from tars.tracing.propagation import producing
 

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import Conflict, NotFound
-from tars.domain.runs import MAX_ATTEMPTS, UNFINISHED, RunKind, RunStatus, StaleAttempt, TrainingJob
+from tars.domain.runs import MAX_ATTEMPTS, UNFINISHED, Run, RunKind, RunStatus, StaleAttempt, TrainingJob
 from tars.storage import evaluations
 from tars.storage.tables import EvaluationRow, TrainingRunRow, TrainingStepRow
 from tars.storage.types import utcnow
@@ -272,3 +272,30 @@ def evaluation_summary(session: Session, run_id: str) -> dict[str, Any] | None:
         "max_reward": max(rewards),
         "mean_length": statistics.fmean(lengths) if lengths else None,
     }
+
+
+def run_record(row: TrainingRunRow) -> Run:
+    """A run as the services hand it out (no ORM row leaves the services)."""
+    return Run(
+        run_id=row.id,
+        kind=row.kind,
+        agent_id=row.agent_id,
+        algorithm=row.algorithm,
+        environment=row.environment,
+        status=row.status,
+        episodes=row.episodes,
+        episodes_done=row.episodes_done,
+        timesteps=row.timesteps,
+        timesteps_done=row.timesteps_done,
+        source_run_id=row.source_run_id,
+        cancel_requested=row.cancel_requested,
+        evaluation_episodes=row.evaluation_episodes,
+        seed=row.seed,
+        hyperparameters=dict(row.hyperparameters),
+        attempts=row.attempts,
+        worker=row.worker,
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )

@@ -19,6 +19,8 @@ _provider: TracerProvider | None = None
 # The region this process runs in, written on every message it sends. Process-wide like the
 # provider itself (OpenTelemetry's is global): every producer would otherwise need it passed down.
 _region = "unknown"
+# Whether a trace begun in this process can be recorded (False: nowhere to export spans).
+_records_new_traces = False
 
 
 def region() -> str:
@@ -34,7 +36,7 @@ def configure_tracing(
     processors: tuple[SpanProcessor, ...] = (),
 ) -> TracerProvider:
     """Set the process's provider once; later calls add their processors to it (tests, `tars up`)."""
-    global _provider, _region
+    global _provider, _region, _records_new_traces
     with _lock:
         _region = region
         if _provider is None:
@@ -46,6 +48,7 @@ def configure_tracing(
             # a recorded span costs a fifth of the hot list endpoint's throughput.
             exporting = bool(otlp_endpoint or processors)
             sampler = ParentBased(TraceIdRatioBased(sample_ratio if exporting else 0.0))
+            _records_new_traces = exporting and sample_ratio > 0
             _provider = TracerProvider(resource=resource, sampler=sampler)
             if otlp_endpoint:
                 _provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(otlp_endpoint)))
@@ -53,6 +56,11 @@ def configure_tracing(
         for processor in processors:
             _provider.add_span_processor(processor)
         return _provider
+
+
+def records_new_traces() -> bool:
+    """False when the process's provider drops every trace begun here: nowhere to export them."""
+    return _provider is None or _records_new_traces
 
 
 def _otlp_exporter(endpoint: str) -> SpanExporter:

@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 from urllib.parse import quote
-
-import httpx
-import stamina
 
 from tars.domain.progress import Report
 from tars.domain.runs import Attempt, RunStatus, StaleAttempt, TrainingJob
 from tars.services.report_schema import REPORT_SCHEMA
 from tars.tracing.propagation import trace_headers
+
+# httpx loads its own command-line client (rich and pygments, ~5 MB) whenever those happen to be
+# installed; a worker never runs it. A None entry makes that optional import fail, as httpx allows.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+import httpx  # noqa: E402
+import stamina  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,8 @@ class OrchestrationClient:
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            # No TLS context (and its CA bundle in memory) for a plain-HTTP orchestration URL.
+            verify=url.scheme == "https",
         )
 
     def call(self, method: str, path: str, body: Any = None, *, content: bytes | None = None) -> tuple[int, Any]:
