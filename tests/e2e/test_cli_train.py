@@ -3,10 +3,11 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 
+import httpx
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import TARS, Stack
 from tests.waiting import eventually
 
 
@@ -48,3 +49,34 @@ def test_train_by_timesteps_and_cancel(embedded_stack: Callable[..., Stack]) -> 
 
     again = eventually(cancelled_already, 15, interval=0.2, message=f"run {run_id} to be cancelled")
     assert again.returncode == 1
+
+
+@pytest.mark.slow
+def test_train_ends_when_its_run_is_cancelled(embedded_stack: Callable[..., Stack]) -> None:
+    stack = embedded_stack()
+    stack.create_user("trainer", "operator")
+    url = ["--url", stack.orchestration_url]
+    assert stack.tars("login", "-u", "trainer", "--password-stdin", *url, input=PASSWORD).returncode == 0
+    following = subprocess.Popen(
+        [*TARS, "train", "dqn", "--episodes", "100000", *url],
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        headers = stack.token("trainer")
+
+        def the_run() -> str | None:
+            runs = httpx.get(f"{stack.orchestration_url}/api/v1/runs", headers=headers).json()["items"]
+            return str(runs[0]["run_id"]) if runs else None
+
+        run_id = eventually(the_run, 30, message="the run `tars train` started")
+        assert stack.tars("cancel", run_id, *url).returncode == 0
+        _, stderr = following.communicate(timeout=30)  # it used to follow a cancelled run forever
+    finally:
+        if following.poll() is None:
+            following.kill()
+            following.communicate()
+    assert following.returncode == 1
+    assert f"run {run_id} cancelled" in stderr

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tars.domain.runs import UNFINISHED
 from tars.settings import Settings
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def _follow(
             if done > shown:
                 bar.update(done - shown)
                 shown = done
-            if run["status"] in ("succeeded", "failed"):
+            if run["status"] not in UNFINISHED:  # succeeded, failed, or cancelled (by anyone)
                 return run
             time.sleep(POLL_SECONDS)
 
