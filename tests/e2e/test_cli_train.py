@@ -20,6 +20,9 @@ def test_train_follows_a_run_to_its_evaluation_summary(embedded_stack: Callable[
     result = stack.tars("train", "ppo", "--env", "CartPole-v1", "--episodes", "5", "--url", stack.orchestration_url)
     assert result.returncode == 0, result.stderr
     assert "succeeded: 3 evaluation episodes, mean reward" in result.stdout
+    assert "HTTP Request:" not in result.stderr  # httpx's line per poll: only with -v
+    verbose = stack.tars("-v", "train", "ppo", "--episodes", "2", "--no-wait", "--url", stack.orchestration_url)
+    assert verbose.returncode == 0 and "HTTP Request: POST" in verbose.stderr
     refused = stack.tars("train", "ddpg", "--env", "CartPole-v1", "--url", stack.orchestration_url)
     assert refused.returncode == 1
     assert "environment: ddpg needs a continuous action space" in refused.stderr

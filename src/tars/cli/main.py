@@ -24,17 +24,25 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
+# Libraries that log every step they take at INFO (httpx: a line per request, so one per poll of
+# `tars train`; alembic: its migration context). A person asks for those with -v.
+CHATTY_LIBRARIES = ("httpx", "httpcore", "alembic")
+
+
 @click.group()
 @click.version_option(VERSION, prog_name="tars")
+@click.option("-v", "--verbose", count=True, help="-v: the libraries' own logs too; -vv: everything, at DEBUG")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, verbose: int) -> None:
     """T.A.R.S.: train, evaluate and operate reinforcement-learning agents."""
     try:
         settings = Settings()
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings:\n{exc}") from exc
-    configure_logging(settings.log_level, settings.log_format)
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging("DEBUG" if verbose > 1 else settings.log_level, settings.log_format)
+    if not verbose:
+        for name in CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     ctx.obj = settings
 
 
