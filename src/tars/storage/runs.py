@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Update, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import Conflict, NotFound
@@ -121,17 +121,18 @@ def fence(session: Session, run_id: str, attempt: int, **values: Any) -> None:
     The update takes the row lock, so a takeover by another worker and this attempt's writes
     are serialised: after a takeover, nothing this attempt writes is committed.
     """
-    result = session.execute(
-        update(TrainingRunRow)
-        .where(
-            TrainingRunRow.id == run_id,
-            TrainingRunRow.attempts == attempt,
-            TrainingRunRow.status == RunStatus.RUNNING.value,
-        )
-        .values(**(values or {"attempts": TrainingRunRow.attempts}))
-    )
+    result = session.execute(_owned(run_id, attempt).values(**(values or {"attempts": TrainingRunRow.attempts})))
     if getattr(result, "rowcount", 0) != 1:
         raise StaleAttempt(f"run {run_id}: attempt {attempt} no longer owns it")
+
+
+def _owned(run_id: str, attempt: int) -> Update:
+    """An UPDATE of the run that matches only while ``attempt`` owns it and it runs."""
+    return update(TrainingRunRow).where(
+        TrainingRunRow.id == run_id,
+        TrainingRunRow.attempts == attempt,
+        TrainingRunRow.status == RunStatus.RUNNING.value,
+    )
 
 
 class ReportTarget(NamedTuple):
@@ -146,12 +147,7 @@ class ReportTarget(NamedTuple):
 def fence_for_report(session: Session, run_id: str, attempt: int) -> ReportTarget:
     """``fence`` without changing anything, returning what the report's rows and events name."""
     found = session.execute(
-        update(TrainingRunRow)
-        .where(
-            TrainingRunRow.id == run_id,
-            TrainingRunRow.attempts == attempt,
-            TrainingRunRow.status == RunStatus.RUNNING.value,
-        )
+        _owned(run_id, attempt)
         .values(attempts=TrainingRunRow.attempts)
         .returning(
             TrainingRunRow.agent_id, TrainingRunRow.environment, TrainingRunRow.episodes, TrainingRunRow.timesteps
