@@ -117,7 +117,8 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
-    app.router.routes.insert(0, evaluations.list_route)  # the hottest read, matched first
+    # The hottest read and write, matched first.
+    app.router.routes[:0] = [evaluations.list_route, evaluations.create_route]
     return app
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 import orjson
+from anyio import to_thread
 from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus
@@ -35,6 +37,7 @@ from tars.domain.events import Event, EventType
 from tars.domain.users import Principal
 from tars.metrics.counting import count_evaluations
 from tars.services import audit, summaries
+from tars.services.grouping import Grouped
 from tars.storage import agents, evaluations
 from tars.storage import idempotency as idempotency_keys
 from tars.storage.database import SessionFactory, transaction
@@ -88,6 +91,7 @@ class EvaluationService:
         self.sessions = sessions
         self.bus = bus
         self.reader = reader
+        self._singles = Grouped(self._store_singles)
 
     async def start(self) -> None:
         await self.reader.start()
@@ -103,6 +107,35 @@ class EvaluationService:
         """Store one evaluation; its answer is the stored evaluation."""
         key = _key(idempotency_key, by, "evaluations", [submission])
         return self._submit([submission], key, batch=False)
+
+    async def submit_on_loop(
+        self, submission: NewEvaluation, *, by: Principal | None = None, idempotency_key: str | None = None
+    ) -> Receipt:
+        """`submit` for the event loop. Without a key, stored in one transaction with the single
+        submissions that arrive meanwhile (each answered for itself: see `Grouped`)."""
+        if idempotency_key is not None:
+            return await to_thread.run_sync(partial(self.submit, submission, by=by, idempotency_key=idempotency_key))
+        _check_text(submission)
+        stored = await self._singles(submission)
+        return Receipt(orjson.dumps(stored._asdict(), option=JSON_OPTIONS), replayed=False)
+
+    def _store_singles(self, submissions: list[NewEvaluation]) -> list[Evaluation | Exception]:
+        """Single submissions, each stored and announced as `submit` would, in one transaction."""
+        try:
+            with transaction(self.sessions) as session:
+                known = agents.existing_agent_ids(session, {item.agent_id for item in submissions})
+                refusals = [_refusal(item, known) for item in submissions]
+                valid = [item for item, refusal in zip(submissions, refusals, strict=True) if refusal is None]
+                rows = iter(evaluations.insert_evaluations(session, valid))
+                outcomes: list[Evaluation | Exception] = [refusal or next(rows) for refusal in refusals]
+        except Exception:
+            if len(submissions) == 1:
+                raise
+            # Something in the group the database refused: each alone, so only its own caller hears of it.
+            return [_outcome_of(partial(self.store, item)) for item in submissions]
+        stored = [item for item in outcomes if isinstance(item, Evaluation)]
+        _announce(self.bus, stored)
+        return outcomes
 
     def submit_batch(
         self, submissions: list[NewEvaluation], *, by: Principal | None = None, idempotency_key: str | None = None
@@ -196,6 +229,28 @@ def _key(key: str | None, by: Principal | None, scope: str, submissions: list[Ne
     # What was asked, as stored: the same submissions hash the same, whatever the JSON's spacing.
     request_hash = hashlib.sha256(repr(submissions).encode()).hexdigest()
     return _Key(key=key, principal=f"user:{by.user_id}", scope=scope, request_hash=request_hash)
+
+
+def _refusal(item: NewEvaluation, known: set[str]) -> InvalidField | None:
+    if item.environment not in ENVIRONMENTS:
+        return InvalidField("environment", f"unknown environment {item.environment!r}")
+    if item.agent_id not in known:
+        return InvalidField("agent_id", f"unknown agent {item.agent_id!r}")
+    return None
+
+
+def _check_text(item: NewEvaluation) -> None:
+    """Text PostgreSQL cannot hold is refused before it joins a group (a NUL character)."""
+    for name in ("agent_id", "environment", "region"):
+        if "\x00" in getattr(item, name):
+            raise InvalidField(name, "a value cannot be stored or compared: text cannot contain NUL (0x00)")
+
+
+def _outcome_of(store: Callable[[], Evaluation]) -> Evaluation | Exception:
+    try:
+        return store()
+    except Exception as exc:
+        return exc
 
 
 def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -> list[Evaluation]:

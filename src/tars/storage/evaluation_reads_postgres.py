@@ -9,6 +9,7 @@ the list (`start`), not when the runtime is built; each loop that starts the rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncpg
@@ -21,7 +22,13 @@ from tars.settings import PoolSettings
 _FILTERS = ("agent_id", "environment", "region", "run_id")
 _SELECT = f"SELECT {', '.join(EVALUATION_FIELDS)} FROM evaluations"
 # A connection PostgreSQL ended (a restart, an outage): the pool replaces it, the read is tried once more.
-_LOST = (asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError, ConnectionError)
+_LOST = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    # A connection caught mid-operation by the server closing it can be left in a state it refuses.
+    asyncpg.exceptions.InternalClientError,
+    ConnectionError,
+)
 UNAVAILABLE = "the database is unavailable; try again shortly"
 
 
@@ -76,7 +83,7 @@ class PostgresEvaluationReader:
                 # One connection lost means PostgreSQL went away (a restart, an outage): every pooled
                 # connection is as dead, and released without a reset query nothing else notices.
                 # They are replaced at their next use; the read is tried once more on a new one.
-                connection.terminate()
+                _discard(connection)
                 await pool.expire_connections()
                 if attempt == 2:
                     raise Unavailable(UNAVAILABLE) from exc
@@ -86,6 +93,12 @@ class PostgresEvaluationReader:
             # asyncpg gives timestamptz in UTC, as the sync reader does; its records are named by column
             return [dict(row) for row in rows]
         raise AssertionError("unreachable")
+
+
+def _discard(connection: Any) -> None:
+    """Close a connection PostgreSQL dropped, unless asyncpg, seeing it close, already released it."""
+    with contextlib.suppress(asyncpg.exceptions.InterfaceError):
+        connection.terminate()
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:
