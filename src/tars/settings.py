@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(default=3001, ge=1, le=65535)
     orchestration_port: int = Field(default=8094, ge=1, le=65535)
     orchestration_url: str | None = Field(default=None, description="Where the CLI submits training jobs")
+    dashboard_url: str | None = Field(default=None, description="Where the CLI follows runs (the live feed, /ws)")
 
     jwt_secret: SecretStr | None = None
     # HS256 signs with jwt_secret; RS256 and EdDSA with the private key in jwt_private_key_file
@@ -211,7 +212,9 @@ class Settings(BaseSettings):
         return self.redis_url is None
 
     @property
-    def dashboard_url(self) -> str:
+    def dashboard_base_url(self) -> str:
+        if self.dashboard_url:
+            return self.dashboard_url.rstrip("/")
         return f"http://{_client_host(self.host)}:{self.dashboard_port}"
 
     @property

@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from tars.domain.runs import UNFINISHED
 from tars.settings import Settings
 
 if TYPE_CHECKING:
     import httpx
 
 TOKEN_FILE = "token"
-POLL_SECONDS = 0.5
 
 
 def _token_path(settings: Settings) -> Path:
@@ -72,17 +70,25 @@ def _error_text(response: httpx.Response) -> str:
     return f"{response.status_code}: {detail}"
 
 
-def _request(method: str, url: str, credentials: Credentials | None = None, **kwargs: Any) -> Any:
+class NoAnswer(click.ClickException):
+    """The service could not be reached, or said it cannot answer now (5xx): worth asking again later."""
+
+
+def _request(
+    method: str, url: str, credentials: Credentials | None = None, *, timeout: float = 30.0, **kwargs: Any
+) -> Any:
     import httpx  # here, not at the top: `tars worker` and `tars up` load this module and never call out
 
     for attempt in range(2):
         headers = {"Authorization": f"Bearer {credentials.token}"} if credentials else {}
         try:
-            response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
+            response = httpx.request(method, url, headers=headers, timeout=timeout, **kwargs)
         except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach {url}: {exc}") from exc
+            raise NoAnswer(f"cannot reach {url}: {exc}") from exc
         if response.status_code == 401 and credentials is not None and attempt == 0 and credentials.refresh():
             continue  # the access token ran out; the login goes on with a fresh one
+        if response.status_code >= 500:
+            raise NoAnswer(_error_text(response))
         if response.status_code >= 400:
             raise click.ClickException(_error_text(response))
         return response.json()
@@ -107,6 +113,10 @@ def login(settings: Settings, username: str, password_stdin: bool, url: str | No
     click.echo(f"logged in as {username}; the login lasts {days} day(s) of use, renewed as needed")
 
 
+# How long `tars train` reads a run record before counting the service as not answering.
+READ_TIMEOUT_SECONDS = 10.0
+
+
 @click.command()
 @click.argument("agent_id")
 @click.option("--env", "environment", default=None, help="Gymnasium environment (default: the agent's)")
@@ -115,8 +125,27 @@ def login(settings: Settings, username: str, password_stdin: bool, url: str | No
 @click.option("--from-run", default=None, help="Continue from this run's checkpoint")
 @click.option("--seed", type=click.IntRange(min=0), default=None)
 @click.option("--url", default=None, help="Orchestration URL (default: from settings)")
+@click.option(
+    "--dashboard-url",
+    default=None,
+    help="dashboard-api URL, whose live feed (/ws) the run is followed on (default: TARS_DASHBOARD_URL, or the "
+    "dashboard port on this host)",
+)
 @click.option("--token", envvar="TARS_TOKEN", default=None, help="Access token or API key (default: from `tars login`)")
 @click.option("--no-wait", is_flag=True, help="Return once the run is queued")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the final run record as one JSON object on stdout, and nothing else (no progress)",
+)
+@click.option(
+    "--give-up-after",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds without the live feed or an answer from the orchestration service before giving up (exit 3)",
+)
 @click.pass_obj
 def train(
     settings: Settings,
@@ -127,10 +156,25 @@ def train(
     from_run: str | None,
     seed: int | None,
     url: str | None,
+    dashboard_url: str | None,
     token: str | None,
     no_wait: bool,
+    as_json: bool,
+    give_up_after: float,
 ) -> None:
-    """Train AGENT_ID and follow the run until it ends."""
+    """Train AGENT_ID and follow the run until it ends.
+
+    On a terminal, a live progress bar (fed by the dashboard's live feed) and a result line;
+    otherwise a few plain lines; with --json, the final run record alone.
+
+    \b
+    Exit status:
+      0  the run succeeded
+      1  it failed or was cancelled (or was refused)
+      3  it could not be followed to its end: neither the live feed nor the orchestration
+         service answered for --give-up-after seconds, or they refused the credentials;
+         the run may still be going on
+    """
     base = (url or settings.orchestration_base_url).rstrip("/")
     credentials = Credentials(settings, token)
     if episodes is None and timesteps is None:
@@ -145,37 +189,62 @@ def train(
         body["seed"] = seed
     started = _request("POST", f"{base}/api/v1/train", credentials, json=body)
     run_id = started["run_id"]
-    click.echo(f"run {run_id} {started['status']}")
+
+    def read_run() -> dict[str, Any]:
+        run: dict[str, Any] = _request("GET", f"{base}/api/v1/runs/{run_id}", credentials, timeout=READ_TIMEOUT_SECONDS)
+        return run
+
+    if not as_json:
+        click.echo(f"run {run_id} {started['status']}")
     if no_wait:
+        if as_json:
+            from tars.cli.following import run_summary
+
+            click.echo(json.dumps(run_summary(read_run())))
         return
-    run = _follow(base, credentials, run_id, episodes, timesteps)
+    feed = (dashboard_url or settings.dashboard_base_url).rstrip("/")
+    run = _follow(run_id, episodes, timesteps, feed, credentials, read_run, give_up_after, as_json)
+    from tars.cli.following import result_line, run_summary
+
+    if as_json:
+        click.echo(json.dumps(run_summary(run)))
+    else:
+        click.echo(result_line(run), err=run["status"] != "succeeded")
     if run["status"] != "succeeded":
-        raise click.ClickException(f"run {run_id} {run['status']}: {run.get('error') or ''}".rstrip(": "))
-    summary = run.get("evaluation") or {}
-    click.echo(
-        f"run {run_id} succeeded: {summary.get('episodes', 0)} evaluation episodes, "
-        f"mean reward {summary.get('mean_reward', float('nan')):.2f} "
-        f"(min {summary.get('min_reward', float('nan')):.2f}, max {summary.get('max_reward', float('nan')):.2f}), "
-        f"mean length {summary.get('mean_length') or 0:.1f}"
-    )
+        sys.exit(1)
 
 
 def _follow(
-    base: str, credentials: Credentials, run_id: str, episodes: int | None, timesteps: int | None
+    run_id: str,
+    episodes: int | None,
+    timesteps: int | None,
+    dashboard: str,
+    credentials: Credentials,
+    read_run: Callable[[], dict[str, Any]],
+    give_up_after: float,
+    as_json: bool,
 ) -> dict[str, Any]:
-    # Progress in episodes when the run stops on them, otherwise in environment steps.
-    by_episodes = episodes is not None
-    with click.progressbar(length=episodes or timesteps or 1, label="training", show_pos=True) as bar:
-        shown = 0
-        while True:
-            run: dict[str, Any] = _request("GET", f"{base}/api/v1/runs/{run_id}", credentials)
-            done = min(int(run["episodes_done"] if by_episodes else run["timesteps_done"]), bar.length or 0)
-            if done > shown:
-                bar.update(done - shown)
-                shown = done
-            if run["status"] not in UNFINISHED:  # succeeded, failed, or cancelled (by anyone)
-                return run
-            time.sleep(POLL_SECONDS)
+    # Here, not at the top: rich and websockets load for `tars train` alone.
+    import asyncio
+
+    from rich.console import Console
+
+    from tars.cli.following import PlainView, Progress, RunFollower, SilentView, TerminalView, View
+
+    console = Console(highlight=False)
+    view: View = SilentView() if as_json else TerminalView(console) if console.is_interactive else PlainView()
+    progress = Progress(run_id, episodes=episodes, timesteps=timesteps)
+    feed_url = ("ws" + dashboard.removeprefix("http") if dashboard.startswith("http") else dashboard) + "/ws"
+    follower = RunFollower(progress, view, feed_url, credentials, read_run, give_up_after)
+    view.update(progress)
+    try:
+        return asyncio.run(follower.follow())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        view.close()
+    click.echo(f"stopped following run {run_id}; it goes on (`tars cancel {run_id}` stops it)", err=True)
+    sys.exit(130)
 
 
 @click.command()

@@ -24,9 +24,10 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
-# Libraries that log every step they take at INFO (httpx: a line per request, so one per poll of
-# `tars train`; alembic: its migration context). A person asks for those with -v.
-CHATTY_LIBRARIES = ("httpx", "httpcore", "alembic")
+# Libraries that log every step they take at INFO (httpx: a line per request; alembic: its
+# migration context; the live feed's client: each reconnection, which `tars train` shows itself).
+# A person asks for those with -v.
+CHATTY_LIBRARIES = ("httpx", "httpcore", "alembic", "websockets", "tars.client")
 
 
 @click.group()

@@ -116,6 +116,8 @@ class ReconnectingWebSocketClient:
                 await self._set_state(State.DISCONNECTED)
                 return
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, SilentServer) as exc:
+                if self._stopping.is_set():
+                    break  # closed by stop(), not lost
                 self.error = f"{type(exc).__name__}: {exc}"
                 log.info("live feed connection lost (%s)", self.error)
             if self._stopping.is_set():
