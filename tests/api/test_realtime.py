@@ -7,17 +7,25 @@ import asyncio
 from tars.api.realtime import Connection, Live, Subscribe
 from tars.bus.memory import InProcessEventBus
 from tars.domain.events import Event
+from tars.domain.users import Principal, Role
+from tars.services.auth.watch import Watched
 
 
 def evaluation(n: int) -> Event:
     return Event("evaluation.created", {"id": n})
 
 
+def connected(bus: InProcessEventBus) -> Connection:
+    """A connection as the hub makes one, on the running loop, for a viewer."""
+    access = Watched("a-token", Principal(1, "viewer-user", Role.VIEWER), asyncio.get_running_loop())
+    return Connection(bus, access)  # the bus reads as LiveEvents do
+
+
 def test_a_live_event_ahead_of_the_last_sent_brings_the_missed_ones_first() -> None:
     bus = InProcessEventBus(window=10)
-    connection = Connection(bus)
 
     async def scenario() -> None:
+        connection = connected(bus)
         subscribed = await connection.frames(Subscribe("evaluations", None))
         start = subscribed[0]["last_event_id"]
         first, second, third = (bus.publish(evaluation(n)) for n in range(3))
@@ -35,9 +43,9 @@ def test_a_live_event_ahead_of_the_last_sent_brings_the_missed_ones_first() -> N
 
 def test_a_gap_the_window_no_longer_covers_is_a_reset() -> None:
     bus = InProcessEventBus(window=2)
-    connection = Connection(bus)
 
     async def scenario() -> None:
+        connection = connected(bus)
         await connection.frames(Subscribe("evaluations", None))
         published = [bus.publish(evaluation(n)) for n in range(5)]
         assert connection.follows(Live("evaluations", published[-1])) is False

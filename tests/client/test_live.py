@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tars.client.live import Backoff, LiveEvent, ReconnectingWebSocketClient, State
+from tars.client.live import Backoff, LiveEvent, ReconnectingWebSocketClient, State, Token
 from tars.domain.evaluations import NewEvaluation
+from tars.services.auth.tokens import TokenService
 from tars.services.runtime import Runtime
 from tars.settings import Settings
 from tars.storage.users import get_user_by_username
 from tars.wiring.runtime import build_runtime
 from tests.client.conftest import FreezableProxy, LiveServer
+from tests.conftest import TEST_SECRET
 from tests.waiting import eventually
 
 FAST = Backoff(first=0.05, cap=0.2, max_attempts=200)
@@ -28,11 +30,13 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"ws_ping_seconds": 0.3, "ws_pong_timeout_seconds": 0.3, "clear_frequency": 50})
 
 
-def token_of(runtime: Runtime, username: str = "viewer-user") -> str:
+def token_of(runtime: Runtime, username: str = "viewer-user", *, lifetime: int | None = None) -> str:
+    """An access token for ``username``, lasting the settings' lifetime or ``lifetime`` seconds."""
+    tokens = runtime.security.tokens if lifetime is None else TokenService(TEST_SECRET, expires_seconds=lifetime)
     with runtime.sessions() as session:
         user = get_user_by_username(session, username)
         assert user is not None
-        return runtime.security.tokens.issue(user).access_token
+        return tokens.issue(user).access_token
 
 
 def evaluate(runtime: Runtime, reward: float) -> int:
@@ -43,8 +47,10 @@ def evaluate(runtime: Runtime, reward: float) -> int:
 class Watcher:
     """Runs a client on its own event loop in a thread, recording what it sees."""
 
-    def __init__(self, url: str, token: str, channels: list[str], backoff: Backoff = FAST) -> None:
+    def __init__(self, url: str, token: Token, channels: list[str], backoff: Backoff = FAST) -> None:
         self.events: list[LiveEvent] = []
+        # What run() raised, if it did.
+        self.failure: Exception | None = None
         self.resets: list[str] = []
         self.states: list[tuple[State, int]] = []
         self.client = ReconnectingWebSocketClient(
@@ -57,8 +63,14 @@ class Watcher:
             backoff=backoff,
         )
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self.client.run(),), daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),), daemon=True)
         self._thread.start()
+
+    async def _run(self) -> None:
+        try:
+            await self.client.run()
+        except Exception as exc:  # the test's to check
+            self.failure = exc
 
     def call(self, action: Callable[[], Awaitable[None]]) -> None:
         asyncio.run_coroutine_threadsafe(action(), self._loop).result(5)

@@ -70,6 +70,7 @@ window.client = new ReconnectingWebSocketClient({
   onReset: (channel, cause) => hooks.push(["reset", channel, cause]),
   onStateChange: (state, attempt) => hooks.push(["state", state, attempt]),
   onUnauthenticated: () => hooks.push(["unauthenticated"]),
+  onRevoked: (reason, code) => hooks.push(["revoked", code, reason]),
 });
 window.harnessReady = true;
 </script>
@@ -299,6 +300,37 @@ def test_a_refused_token_stops_the_client_and_asks_for_a_login(page: Page) -> No
     assert js(page, "sockets.length") == 1
     js(page, "client.retry()")  # the same token would be refused again
     assert js(page, "sockets.length") == 1
+
+
+@pytest.mark.browser
+def test_a_revoked_credential_stops_the_client_which_reports_it(page: Page) -> None:
+    js(page, "client.start()")
+    connect(page, {"runs": 5, "evaluations": 9})
+    clear_hooks(page)
+    js(page, "socket().drop(4401, 'this API key has been revoked')")
+    assert state(page) == ("disconnected", 0)
+    assert hooks(page) == [["state", "disconnected", 0], ["revoked", 4401, "this API key has been revoked"]]
+    assert js(page, "client.revoked") == {"code": 4401, "reason": "this API key has been revoked"}
+    page.clock.run_for(120_000)
+    assert js(page, "sockets.length") == 1  # never reconnected
+    js(page, "client.retry()")  # the revoked credential would only be refused
+    assert js(page, "sockets.length") == 1
+
+
+@pytest.mark.browser
+def test_an_expired_token_reconnects_at_once_without_spending_an_attempt(page: Page) -> None:
+    js(page, "client.start()")
+    connect(page, {"runs": 5, "evaluations": 9})
+    clear_hooks(page)
+    js(page, "window.randomValue = 0.999")
+    js(page, "socket().drop(4440, 'the access token has expired; renew it and connect again')")
+    assert state(page) == ("reconnecting", 1)
+    assert js(page, "client.nextRetryDelayMs") == 0
+    settle(page)
+    assert js(page, "sockets.length") == 2
+    connect(page, {"runs": 5, "evaluations": 9})
+    assert [frame.get("last_event_id") for frame in sent(page)[1:]] == [5, 9]  # resumed, nothing reloaded
+    assert hooks(page) == [["state", "reconnecting", 1], ["state", "connected", 0]]
 
 
 @pytest.mark.browser

@@ -88,7 +88,7 @@ def shared_rate_limits(runtime: Runtime) -> RateLimits | None:
 
 
 def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = None) -> FastAPI:
-    hub = Hub(runtime.live)
+    hub = Hub(runtime.live, runtime.security.watch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,10 @@ One subscription to the bus per process, however many browsers are connected. Ea
 remembers the last event id it sent on each channel: a live event right after it is sent, one at
 or below it is a duplicate and dropped, and one further ahead means events went missing on the
 way (a Redis reconnect, a full inbox) — those are fetched from the channel's history first.
+
+Each connection is admitted through the credential watch (`tars.services.auth.watch`): when its
+credential is revoked or expires, the watch says so and the connection is closed with a code of
+its own, which clients do not reconnect on (or, for an expiry, reconnect on with a renewed token).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import orjson
 
 from tars.domain.events import Event
+from tars.domain.users import Principal
 from tars.metrics.catalogue import (
     WS_CONNECTIONS,
     WS_EVENTS_REPLAYED,
@@ -26,6 +31,7 @@ from tars.metrics.catalogue import (
     WS_RESETS,
     WS_RESUMED,
 )
+from tars.services.auth.watch import AccessEnded, CredentialWatch, Watched
 from tars.services.live import LiveEvents
 from tars.tracing.propagation import consuming
 
@@ -33,6 +39,14 @@ log = logging.getLogger(__name__)
 
 # Frames a connection may fall behind by before it is closed as too slow (it resumes on reconnect).
 CONNECTION_BACKLOG = 1000
+
+# Close codes of a connection whose credential stopped admitting it (docs/websocket.md). Revoked —
+# the user deactivated, the API key revoked, the login session ended — is final: a client reports
+# it and does not reconnect. Expired (after IIS's 440 Login Time-out) asks for a renewed token.
+CREDENTIALS_REVOKED = 4401
+CREDENTIALS_EXPIRED = 4440
+# A close frame's reason is at most 123 bytes of UTF-8.
+MAX_CLOSE_REASON_BYTES = 123
 
 
 @dataclass(frozen=True)
@@ -95,15 +109,29 @@ class FrameCache:
         return text
 
 
+def closing(ended: AccessEnded) -> tuple[int, str]:
+    """The close code and reason for a connection whose credential ``ended``."""
+    code = CREDENTIALS_REVOKED if ended.revoked else CREDENTIALS_EXPIRED
+    reason = ended.reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
+    return code, reason
+
+
 class Connection:
     """One WebSocket's subscriptions; its writer turns commands and live events into frames."""
 
-    def __init__(self, events: LiveEvents) -> None:
+    def __init__(self, events: LiveEvents, access: Watched) -> None:
         self._events = events
+        # Its hold on the credential it connected with: ``access.ended`` resolves when that is
+        # revoked or expires.
+        self.access = access
         self.channels: set[str] = set()  # what live events to queue for it
         self._sent: dict[str, int] = {}  # channel -> last event id sent
         self.outbox: asyncio.Queue[Command] = asyncio.Queue(maxsize=CONNECTION_BACKLOG)
         self.overflowed = False
+
+    @property
+    def principal(self) -> Principal:
+        return self.access.principal
 
     def request(self, command: Subscribe | Unsubscribe) -> None:
         # Live events for the channel are queued from now on, behind this command: the writer
@@ -180,8 +208,9 @@ class Connection:
 
 
 class Hub:
-    def __init__(self, events: LiveEvents) -> None:
+    def __init__(self, events: LiveEvents, credentials: CredentialWatch) -> None:
         self._events = events
+        self._credentials = credentials
         self._connections: set[Connection] = set()
         self._task: asyncio.Task[None] | None = None
         self.frames = FrameCache()
@@ -197,8 +226,10 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def connect(self) -> Connection:
-        connection = Connection(self._events)
+    async def connect(self, credential: str) -> Connection:
+        """A connection for whoever ``credential`` stands for (AuthenticationFailed if it stands
+        for no one), held to that credential until ``disconnect``."""
+        connection = Connection(self._events, await self._credentials.admit(credential))
         self._connections.add(connection)
         WS_CONNECTIONS.inc()
         WS_OPENED.inc()
@@ -207,6 +238,7 @@ class Hub:
     def disconnect(self, connection: Connection) -> None:
         if connection in self._connections:
             self._connections.discard(connection)
+            self._credentials.release(connection.access)
             WS_CONNECTIONS.dec()
 
     async def _relay(self, ready: asyncio.Event) -> None:

@@ -3,6 +3,7 @@
 It authenticates, subscribes to its channels with the last event id it saw on each, passes on
 every event exactly once and in order, tells its owner when a channel must be reloaded (``reset``),
 notices a silent server by the heartbeat, and reconnects with exponential backoff and full jitter.
+When the server ends the connection because its credential was revoked, it stops and says so.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ POLICY_VIOLATION = 1008
 # Close codes of a server going away on purpose (uvicorn shutting down sends 1012): it will be
 # back shortly, and a client that backed off exponentially meanwhile would come back late.
 GOING_AWAY, SERVICE_RESTART = 1001, 1012
+# Close codes of a connection whose credential stopped admitting it: revoked (the user deactivated,
+# the API key revoked, the login session ended) is final; expired asks for a renewed token.
+CREDENTIALS_REVOKED, CREDENTIALS_EXPIRED = 4401, 4440
 
 
 class State(StrEnum):
@@ -66,18 +70,31 @@ class Unauthenticated(Exception):
     """The server refused the token: retrying with it cannot work."""
 
 
+class AccessRevoked(Exception):
+    """The server closed the connection because its credential was revoked: connecting again with
+    it cannot work. ``run()`` raises it."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"signed out: access revoked ({reason or 'no reason given'}; close code {code})")
+        self.code = code
+        self.reason = reason
+
+
 class SilentServer(Exception):
     """Nothing heard from the server for a heartbeat interval and its timeout."""
 
 
 Callback = Callable[..., Awaitable[None] | None]
+# A bearer credential, or a function giving the current one (asked before each connection, so a
+# short-lived access token can be renewed).
+Token = str | Callable[[], str | Awaitable[str]]
 
 
 class ReconnectingWebSocketClient:
     def __init__(
         self,
         url: str,
-        token: str,
+        token: Token,
         channels: Iterable[str],
         *,
         on_event: Callback | None = None,
@@ -93,6 +110,8 @@ class ReconnectingWebSocketClient:
         self.state = State.DISCONNECTED
         self.attempt = 0
         self.error: str | None = None
+        # The close code of the last connection the server closed, if it sent one.
+        self.close_code: int | None = None
         self._on_event = on_event
         self._on_reset = on_reset
         self._on_state = on_state
@@ -102,12 +121,14 @@ class ReconnectingWebSocketClient:
         self._retry = asyncio.Event()
         self._socket: ClientConnection | None = None
         self._restart_deadline: float | None = None
+        self._token_expired = False
 
     # control
 
     async def run(self) -> None:
         """Stay connected until ``stop()``; after ``max_attempts`` failures in a row, wait in
-        ``disconnected`` until ``retry()``. Returns at once if the server refuses the token."""
+        ``disconnected`` until ``retry()``. Returns at once if the server refuses the token, and
+        raises AccessRevoked (in ``disconnected``) if the server revokes it while connected."""
         while not self._stopping.is_set():
             try:
                 await self._connect_once()
@@ -115,6 +136,11 @@ class ReconnectingWebSocketClient:
                 self.error = str(exc)
                 await self._set_state(State.DISCONNECTED)
                 return
+            except AccessRevoked as exc:
+                self.error = str(exc)
+                log.warning("live feed: %s", exc)
+                await self._set_state(State.DISCONNECTED)
+                raise
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, SilentServer) as exc:
                 if self._stopping.is_set():
                     break  # closed by stop(), not lost
@@ -122,6 +148,13 @@ class ReconnectingWebSocketClient:
                 log.info("live feed connection lost (%s)", self.error)
             if self._stopping.is_set():
                 break
+            if self._token_expired:
+                # At once, with the token as it is now: renewed if ``token`` is a function, else
+                # refused (Unauthenticated). No attempt is spent.
+                self._token_expired = False
+                self.attempt = 1
+                await self._set_state(State.RECONNECTING)
+                continue
             if self._in_announced_restart():
                 self.attempt = 1
                 await self._set_state(State.RECONNECTING)
@@ -175,8 +208,14 @@ class ReconnectingWebSocketClient:
             await self._session(socket)
         except ConnectionClosed as exc:
             code = exc.rcvd.code if exc.rcvd is not None else None
-            if code == POLICY_VIOLATION and exc.rcvd is not None and exc.rcvd.reason == "unauthenticated":
-                raise Unauthenticated(exc.rcvd.reason) from exc
+            reason = exc.rcvd.reason if exc.rcvd is not None else ""
+            self.close_code = code
+            if code == POLICY_VIOLATION and reason == "unauthenticated":
+                raise Unauthenticated(reason) from exc
+            if code == CREDENTIALS_REVOKED:
+                raise AccessRevoked(code, reason) from exc
+            if code == CREDENTIALS_EXPIRED:
+                self._token_expired = True
             if code in (GOING_AWAY, SERVICE_RESTART) and self.state is State.CONNECTED:
                 self._restart_deadline = asyncio.get_running_loop().time() + self._backoff.restart_window
             raise
@@ -189,7 +228,10 @@ class ReconnectingWebSocketClient:
             await socket.close()
 
     async def _session(self, socket: ClientConnection) -> None:
-        await socket.send(json.dumps({"type": "auth", "token": self.token}))
+        token = self.token() if callable(self.token) else self.token
+        if not isinstance(token, str):
+            token = await token
+        await socket.send(json.dumps({"type": "auth", "token": token}))
         hello = json.loads(await asyncio.wait_for(socket.recv(), self._open_timeout))
         if hello.get("type") != "authenticated":
             raise Unauthenticated(str(hello.get("message", hello)))

@@ -40,9 +40,14 @@ class Principal:
     # The API key (its public prefix) or the login session (refresh-token family) behind the request.
     credential_id: str | None = None
     address: str | None = None
+    # When the credential stops being valid by itself (a token's or a key's expiry; None: never), so
+    # whatever stays open on it (a live-feed WebSocket) ends then too.
+    expires_at: datetime | None = None
 
     def at(self, address: str | None) -> Principal:
-        return Principal(self.user_id, self.username, self.role, self.credential, self.credential_id, address)
+        return Principal(
+            self.user_id, self.username, self.role, self.credential, self.credential_id, address, self.expires_at
+        )
 
 
 @dataclass(frozen=True)

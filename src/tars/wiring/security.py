@@ -18,6 +18,7 @@ from tars.services.auth.invalidations_redis import RedisInvalidations
 from tars.services.auth.security import Security
 from tars.services.auth.sessions import LoginSessions, SessionLifetimes
 from tars.services.auth.tokens import TokenService
+from tars.services.auth.watch import CredentialWatch
 from tars.settings import Settings
 from tars.storage.database import SessionFactory, make_session_factory
 from tars.wiring.keys import jwt_keys
@@ -50,6 +51,7 @@ def build_security(settings: Settings, sessions: SessionFactory) -> Security:
         authenticator=authenticator,
         logins=LoginSessions(sessions, tokens, lifetimes, invalidations),
         accounts=Accounts.on(sessions, invalidations),
+        watch=CredentialWatch(authenticator),
     )
 
 

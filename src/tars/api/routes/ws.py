@@ -11,10 +11,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from tars.api.deps import Public, authenticate_off_loop
-from tars.api.realtime import Hub, Live, Subscribe, Unsubscribe, count_sent
+from tars.api.deps import Public
+from tars.api.realtime import Connection, Hub, Live, Subscribe, Unsubscribe, closing, count_sent
 from tars.domain.events import is_channel
-from tars.domain.users import Principal
 from tars.metrics.catalogue import WS_EVENTS_SENT, WS_SLOW_CONSUMERS
 from tars.services.auth import AuthenticationFailed
 from tars.services.runtime import Runtime
@@ -35,10 +34,10 @@ async def live_feed(websocket: WebSocket) -> None:
     hub: Hub = websocket.app.state.hub
     settings = runtime.settings
     await websocket.accept()
-    principal = await _authenticate(websocket, runtime)
-    if principal is None:
+    connection = await _connect(websocket, hub)
+    if connection is None:
         return
-    connection = hub.connect()
+    principal = connection.principal
     last_pong = time.monotonic()
 
     async def read() -> None:
@@ -91,16 +90,22 @@ async def live_feed(websocket: WebSocket) -> None:
                 await websocket.close(code=POLICY_VIOLATION, reason="no pong")
                 return
 
-    await websocket.send_json(
-        {
-            "type": "authenticated",
-            "user": principal.username,
-            "role": principal.role.value,
-            "heartbeat": {"interval": settings.ws_ping_seconds, "timeout": settings.ws_pong_timeout_seconds},
-        }
-    )
-    tasks = [asyncio.create_task(coro) for coro in (read(), write(), heartbeat())]
+    async def hold() -> None:
+        # Until the credential it connected with is revoked or expires (the watch decides which).
+        code, reason = closing(await connection.access.ended)
+        await websocket.close(code=code, reason=reason)
+
+    tasks: list[asyncio.Task[None]] = []
     try:
+        await websocket.send_json(
+            {
+                "type": "authenticated",
+                "user": principal.username,
+                "role": principal.role.value,
+                "heartbeat": {"interval": settings.ws_ping_seconds, "timeout": settings.ws_pong_timeout_seconds},
+            }
+        )
+        tasks = [asyncio.create_task(coro) for coro in (read(), write(), heartbeat(), hold())]
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         hub.disconnect(connection)
@@ -140,7 +145,7 @@ def _subscription(frame: dict[str, Any]) -> Subscribe | Unsubscribe:
     return Subscribe(channel, last_event_id)
 
 
-async def _authenticate(websocket: WebSocket, runtime: Runtime) -> Principal | None:
+async def _connect(websocket: WebSocket, hub: Hub) -> Connection | None:
     token = websocket.query_params.get("token")
     if token is None:
         try:
@@ -152,7 +157,7 @@ async def _authenticate(websocket: WebSocket, runtime: Runtime) -> Principal | N
     try:
         if not isinstance(token, str):
             raise AuthenticationFailed('authenticate first: send {"type":"auth","token":...}')
-        return await authenticate_off_loop(runtime.security.authenticator, token)
+        return await hub.connect(token)
     except AuthenticationFailed as exc:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await websocket.send_json({"type": "error", "message": str(exc)})

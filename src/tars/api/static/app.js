@@ -108,6 +108,7 @@ function startSession() {
       showConnection(state, attempt);
     },
     onUnauthenticated: () => logout("Your session has ended; log in again."),
+    onRevoked: (reason) => logout(reason ? `Signed out: access revoked (${reason}).` : "Signed out: access revoked."),
   });
   window.tarsLive = live;
   live.start();

@@ -4,7 +4,8 @@
 // connection up by itself: it authenticates, subscribes with the last event id it saw on each
 // channel (so the server replays exactly what was missed), drops events it has already seen,
 // notices a server that went silent, and reconnects with capped exponential backoff and full
-// jitter. It never touches the DOM.
+// jitter. It never touches the DOM. When the server ends the connection because its credential
+// was revoked, it stops and says so.
 
 export const CONNECTING = "connecting";
 export const CONNECTED = "connected";
@@ -25,6 +26,11 @@ const NORMAL_CLOSURE = 1000;
 const GOING_AWAY = 1001;
 const SERVICE_RESTART = 1012;
 const RESTART_WINDOW_MS = 30_000;
+// A connection whose credential stopped admitting it. Revoked (the user deactivated, the API key
+// revoked, the session ended) is final: the client reports it and never reconnects. Expired asks
+// for a renewed token: the client connects again at once, with what `token()` gives now.
+export const CREDENTIALS_REVOKED = 4401;
+export const CREDENTIALS_EXPIRED = 4440;
 // Until the server says otherwise in `authenticated` (its defaults, TARS_WS_PING_SECONDS and
 // TARS_WS_PONG_TIMEOUT_SECONDS): an older server does not announce its heartbeat.
 const DEFAULT_HEARTBEAT = { interval: 30, timeout: 10 };
@@ -44,6 +50,8 @@ export class ReconnectingWebSocketClient {
    *        the page must reload this channel's state from REST; live events that follow apply on top
    * @param {(state: string, attempt: number) => void} [options.onStateChange]
    * @param {() => void} [options.onUnauthenticated]  the token was refused: retrying cannot help
+   * @param {(reason: string, code: number) => void} [options.onRevoked]
+   *        the server revoked the credential of an open connection: retrying cannot help
    * @param {number} [options.maxAttempts]  reconnection attempts before giving up (10)
    * @param {number} [options.firstRetryMs] the first retry happens within this (250 ms)
    * @param {number} [options.maxDelayMs]   no delay between attempts exceeds this (30 s)
@@ -56,6 +64,7 @@ export class ReconnectingWebSocketClient {
     onReset = () => {},
     onStateChange = () => {},
     onUnauthenticated = () => {},
+    onRevoked = () => {},
     maxAttempts = 10,
     firstRetryMs = 250,
     maxDelayMs = 30_000,
@@ -66,6 +75,7 @@ export class ReconnectingWebSocketClient {
     this.onReset = onReset;
     this.onStateChange = onStateChange;
     this.onUnauthenticated = onUnauthenticated;
+    this.onRevoked = onRevoked;
     this.maxAttempts = maxAttempts;
     this.firstRetryMs = firstRetryMs;
     this.maxDelayMs = maxDelayMs;
@@ -86,6 +96,7 @@ export class ReconnectingWebSocketClient {
     this.authenticated = false;
     this.stopped = true;
     this.refused = false;
+    this.revoked = null; // { code, reason } of the close that revoked the credential
     this.retryTimer = null;
     this.watchdog = null;
     this.nextRetryDelayMs = null;
@@ -188,6 +199,23 @@ export class ReconnectingWebSocketClient {
         this.refused = true;
         this.setState(DISCONNECTED);
         this.onUnauthenticated();
+        return;
+      }
+      if (event.code === CREDENTIALS_REVOKED) {
+        this.stopped = true;
+        this.refused = true;
+        this.revoked = { code: event.code, reason: event.reason };
+        console.warn(`live feed: signed out: access revoked (${event.reason || "no reason given"})`);
+        this.setState(DISCONNECTED);
+        this.onRevoked(event.reason, event.code);
+        return;
+      }
+      if (event.code === CREDENTIALS_EXPIRED) {
+        // Not a failure: the token ran its course. No attempt spent, no backoff.
+        this.attempt = 1;
+        this.nextRetryDelayMs = 0;
+        this.setState(RECONNECTING);
+        this.retryTimer = setTimeout(() => this.open(RECONNECTING), 0);
         return;
       }
       if ((event.code === SERVICE_RESTART || event.code === GOING_AWAY) && this.state === CONNECTED) {

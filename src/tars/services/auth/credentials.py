@@ -19,7 +19,13 @@ from datetime import datetime
 from tars.domain.users import Credential, Principal, Role
 from tars.services.auth import apikeys
 from tars.services.auth.errors import AuthenticationFailed
-from tars.services.auth.invalidations import Invalidations, key_topic, session_topic, user_topic
+from tars.services.auth.invalidations import (
+    InvalidationHandler,
+    Invalidations,
+    key_topic,
+    session_topic,
+    user_topic,
+)
 from tars.services.auth.sessions import session_is_live
 from tars.services.auth.tokens import TokenService
 from tars.storage import apikeys as apikey_rows
@@ -70,6 +76,7 @@ class Authenticator:
         self._lock = threading.Lock()
         self._last_use: dict[int, datetime] = {}
         self._started = False
+        self._followers: list[InvalidationHandler] = []
         self._stopping = threading.Event()
         self._flusher: threading.Thread | None = None
 
@@ -99,7 +106,26 @@ class Authenticator:
         """Drop ``topic`` here and in every other process (call after the change is committed)."""
         self._invalidations.announce(topic)
 
+    def follow(self, handler: InvalidationHandler) -> None:
+        """Call ``handler`` with every announcement heard, in any process, after this cache has
+        forgotten what it names: whatever the handler authenticates again is read afresh. Called
+        on whichever thread heard it, so it must hand slow work off."""
+        self._start()
+        self._followers.append(handler)
+
+    def check_announcements(self) -> None:
+        """Hear what other processes announced, for invalidations that have to look (a stat call)."""
+        self._invalidations.check()
+
     def _heard(self, topic: str | None) -> None:
+        self._forget(topic)
+        for handler in list(self._followers):
+            try:
+                handler(topic)
+            except Exception:  # a broken follower must not keep the others from hearing
+                log.exception("credential change follower failed")
+
+    def _forget(self, topic: str | None) -> None:
         with self._lock:
             self._generation += 1
             if topic is None:
@@ -129,7 +155,9 @@ class Authenticator:
         if entry.expires_at is not None and entry.expires_at <= now:
             raise AuthenticationFailed("this API key has expired")
         self._last_use[entry.key_id] = now  # written to the database in batches, not per request
-        return Principal(entry.user_id, entry.username, entry.role, Credential.API_KEY, prefix)
+        return Principal(
+            entry.user_id, entry.username, entry.role, Credential.API_KEY, prefix, expires_at=entry.expires_at
+        )
 
     def _load_key(self, prefix: str) -> _Key | None:
         with self._sessions() as session:
@@ -148,15 +176,20 @@ class Authenticator:
         assert claimed.user_id is not None
         user_id = claimed.user_id
         user = self._lookup(user_topic(user_id), cached_only, lambda: self._load_user(user_id))
-        if not isinstance(user, _User) or not user.active:
+        if not isinstance(user, _User):
             raise AuthenticationFailed("invalid or expired token")
+        if not user.active:
+            # Only the user's own, genuine token gets this far: telling them is telling no one else.
+            raise AuthenticationFailed("this account has been deactivated")
         if verified.session_id is not None:
             session_id = verified.session_id
             live = self._lookup(session_topic(session_id), cached_only, lambda: self._load_session(session_id))
             if live is not True:
                 raise AuthenticationFailed("this session has ended; log in again")
         role = min(claimed.role, user.role, key=lambda r: r.rank)
-        return Principal(user_id, claimed.username, role, Credential.TOKEN, verified.session_id)
+        return Principal(
+            user_id, claimed.username, role, Credential.TOKEN, verified.session_id, expires_at=verified.expires_at
+        )
 
     def _load_user(self, user_id: int) -> _User | None:
         with self._sessions() as session:

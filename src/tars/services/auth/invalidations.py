@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from tars.domain.users import Credential, Principal
+
 # Called with what changed ("key:<prefix>", "user:<id>", "session:<id>"), or with None when anything
 # may have changed (a listener that was disconnected cannot know what it missed).
 InvalidationHandler = Callable[[str | None], None]
@@ -20,6 +22,20 @@ def user_topic(user_id: int) -> str:
 
 def session_topic(session_id: str) -> str:
     return f"session:{session_id}"
+
+
+def concerns(topic: str | None, principal: Principal) -> bool:
+    """Whether what ``topic`` announces may change what ``principal``'s credential stands for."""
+    if topic is None:
+        return True
+    kind, _, name = topic.partition(":")
+    if kind == "user":
+        return str(principal.user_id) == name  # the user's tokens and keys alike
+    if kind == "key":
+        return principal.credential is Credential.API_KEY and principal.credential_id == name
+    if kind == "session":
+        return principal.credential is Credential.TOKEN and principal.credential_id == name
+    return True  # a topic this version does not know: assume the worst
 
 
 class Invalidations(Protocol):

@@ -10,6 +10,7 @@ from tars.services.auth.credentials import Authenticator
 from tars.services.auth.invalidations import Invalidations
 from tars.services.auth.sessions import LoginSessions
 from tars.services.auth.tokens import TokenService
+from tars.services.auth.watch import CredentialWatch
 
 
 @dataclass
@@ -19,7 +20,10 @@ class Security:
     authenticator: Authenticator
     logins: LoginSessions
     accounts: Accounts
+    # Holds long-lived connections (the live feed's WebSockets) to the credential they connected with.
+    watch: CredentialWatch
 
     def close(self) -> None:
+        self.watch.close()
         self.authenticator.close()
         self.invalidations.close()

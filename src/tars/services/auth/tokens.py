@@ -6,7 +6,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import jwt
@@ -51,6 +51,7 @@ class VerifiedToken:
     principal: Principal
     # The login session the token belongs to: revoking it revokes the token.
     session_id: str | None
+    expires_at: datetime
 
 
 class TokenService:
@@ -118,9 +119,13 @@ class TokenService:
                 user_id=int(claims["sub"]), username=str(claims.get("name", "")), role=Role(claims["role"])
             )
             session_id = claims.get("sid")
-            verified = VerifiedToken(principal, str(session_id) if session_id is not None else None)
             valid_from, valid_until = float(claims["nbf"]), float(claims["exp"])
-        except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+            verified = VerifiedToken(
+                principal,
+                str(session_id) if session_id is not None else None,
+                datetime.fromtimestamp(valid_until, UTC),
+            )
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
             raise AuthenticationFailed("invalid or expired token") from exc
         with self._verified_lock:
             if len(self._verified) >= VERIFIED_TOKENS_KEPT:
