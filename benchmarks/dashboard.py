@@ -43,8 +43,8 @@ from live_feed import Dashboard, EvaluationPublisher, deployment, summary
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-# Debian's chromium: Playwright drives it and never downloads a browser of its own.
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's chromium, found on PATH: Playwright drives it and never downloads a browser of its own.
+CHROMIUM = "chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 DATABASE = "dashboard"
 
@@ -94,7 +94,7 @@ def chromium() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=shutil.which(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:

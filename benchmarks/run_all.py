@@ -2,7 +2,7 @@
 summary of which ran, which reported something unavailable (a missing program, module or peer, with
 the reason) and which failed. A script that fails does not stop the others.
 
-By default each runs at a small size, in about ten minutes in all: a check that every benchmark works
+By default each runs at a small size, a few minutes in all: a check that every benchmark works
 on this machine, not figures to quote (those need each script's own defaults: --full, hours).
 
     make bench             # installs what they need (make bench-install), starts PostgreSQL and Redis, runs this
