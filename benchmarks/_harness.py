@@ -4,6 +4,7 @@ reported (unavailable, with the reason, in the JSON) instead of ending the run."
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -172,7 +173,7 @@ class RssSampler:
 DATABASE_PREFIX = "tars_bench_"
 
 
-def add_postgres_arguments(parser: Any) -> None:
+def add_postgres_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of every benchmark that makes its own PostgreSQL databases."""
     parser.add_argument("--postgres-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument(
