@@ -1,10 +1,15 @@
-"""Shared pieces of the benchmarks: T.A.R.S. with one real worker process, and memory sampling."""
+"""Shared pieces of the benchmarks: T.A.R.S. with one real worker process, memory sampling, fresh
+PostgreSQL databases seeded outside the API's statement timeout, and how a missing program or module is
+reported (unavailable, with the reason, in the JSON) instead of ending the run."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -165,11 +170,26 @@ class RssSampler:
         return max(values, default=0) / MIB
 
 
+DATABASE_PREFIX = "tars_bench_"
+
+
+def add_postgres_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of every benchmark that makes its own PostgreSQL databases."""
+    parser.add_argument("--postgres-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--database-prefix",
+        default=DATABASE_PREFIX,
+        help=f"names of the databases made (and dropped) start with this (default {DATABASE_PREFIX})",
+    )
+
+
 @contextmanager
 def postgres_database(admin_url: str, name: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one benchmark run (dropped before and after)."""
     import psycopg
 
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain database name: {name!r}")
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {name}")
@@ -179,6 +199,47 @@ def postgres_database(admin_url: str, name: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def plain_url(database_url: str) -> str:
+    """The libpq form of a SQLAlchemy URL (what psycopg and asyncpg connect with)."""
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def seed_evaluations(database_url: str, statement: str, parameters: dict[str, Any]) -> float:
+    """Runs a seeding statement, then ANALYZE evaluations, on a connection of its own with no statement
+    timeout; returns the seconds taken. The seed is the benchmark's setup, not what it measures: a
+    million rows in one INSERT take longer than the API's TARS_DB_STATEMENT_TIMEOUT_MS (5 s), which the
+    measured service keeps."""
+    import psycopg
+
+    started = time.monotonic()
+    with psycopg.connect(plain_url(database_url), autocommit=True) as connection:
+        connection.execute("SET statement_timeout = 0")
+        connection.execute(statement, parameters)
+        connection.execute("ANALYZE evaluations")
+    return time.monotonic() - started
+
+
+def missing_command(command: str, package: str) -> str | None:
+    """Why ``command`` (a name on PATH, or a path) cannot be run here, or None if it can."""
+    if shutil.which(command) is None:
+        return f"{command} is not installed: `make bench-install`, or apt-get install {package}"
+    return None
+
+
+def missing_module(module: str) -> str | None:
+    """Why ``module`` cannot be imported here, or None if it can."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        return f"{exc}: `make bench-install`, or pip install -e '.[bench]'"
+    return None
+
+
+def unavailable(reason: str, **facts: Any) -> dict[str, Any]:
+    """What a benchmark (or one of its parts) reports when it cannot run here, in place of its figures."""
+    return {**facts, "available": False, "reason": reason}
 
 
 def emit(result: dict[str, Any]) -> None:

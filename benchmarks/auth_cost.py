@@ -12,8 +12,9 @@ and Redis, with the Redis listener that drops revoked credentials subscribed.
                    per request (one argon2 verification), the design that makes keys cost milliseconds
 
     .venv/bin/python benchmarks/auth_cost.py [--keys 10000] [--requests 20000]
-    (--redis-url, default redis://127.0.0.1:6379/15, which is emptied first, and
-    --postgres-admin-url, default postgresql://postgres@127.0.0.1:5432/postgres)
+    (--redis-url, default redis://127.0.0.1:6379/15, which is emptied first, --postgres-admin-url,
+    default postgresql://postgres@127.0.0.1:5432/postgres, and --database-prefix, default tars_bench_;
+    `make install` brings all it needs)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from _harness import emit, postgres_database
+from _harness import add_postgres_arguments, emit, postgres_database
 
 from tars.domain.users import Role
 from tars.services.auth import sessions as login_sessions
@@ -39,7 +40,7 @@ from tars.settings import Settings
 from tars.storage.database import transaction
 from tars.wiring.runtime import build_runtime
 
-DATABASE = "tars_bench_auth"
+DATABASE = "auth"
 TARGET_P95_MS = 0.5
 
 
@@ -92,11 +93,14 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
-    parser.add_argument("--postgres-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    add_postgres_arguments(parser)
     args = parser.parse_args()
     redis.Redis.from_url(args.redis_url).flushdb()
     rng = random.Random(0)
-    with postgres_database(args.postgres_admin_url, DATABASE) as database_url, tempfile.TemporaryDirectory() as tmp:
+    with (
+        postgres_database(args.postgres_admin_url, args.database_prefix + DATABASE) as database_url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         runtime = deployment(database_url, args.redis_url, Path(tmp))
         cold = deployment(database_url, args.redis_url, Path(tmp), auth_cache_seconds=0)
         try:

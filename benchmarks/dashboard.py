@@ -3,35 +3,50 @@
 A real `tars serve dashboard-api` on PostgreSQL and Redis, and the real page driven by Playwright.
 
     load: a fresh PostgreSQL database is filled with N evaluations (4 agents x 4 regions over ~30
-        days) and the overview is opened R times in a new browser context; prints the time from
-        navigation start to the overview fully drawn (agents, runs, the latest evaluations on
-        screen), and to the live feed connected.
+        days; one INSERT ... SELECT FROM generate_series on a connection of its own, outside the
+        5 s statement timeout the measured service keeps) and the overview is opened R times in a
+        new browser context; prints the time from navigation start to the overview fully drawn
+        (agents, runs, the latest evaluations on screen), and to the live feed connected.
     reconnect: the page stays open while evaluations are published every 20 ms and dashboard-api
         is restarted N times (SIGTERM, or SIGKILL with --kill); prints the time from the new
         process accepting connections to the page's client being connected again (p50/p95), and
         the evaluations the page's feed lost or received twice across all restarts.
 
+    make bench-install     # once: the bench extra (Playwright) and Debian's chromium
     .venv/bin/python benchmarks/dashboard.py load [--evaluations 1000000] [--repeats 10]
     .venv/bin/python benchmarks/dashboard.py reconnect [--restarts 20] [--kill]
-    (both take --redis-url, default redis://127.0.0.1:6379/15, which is emptied first, and
-    --postgres-admin-url, default postgresql://postgres@127.0.0.1:5432/postgres)
+    (both take --redis-url, default redis://127.0.0.1:6379/15, which is emptied first,
+    --postgres-admin-url, default postgresql://postgres@127.0.0.1:5432/postgres, and --database-prefix,
+    default tars_bench_. Without chromium or Playwright the result says so: available false, reason.)
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from _harness import emit, postgres_database
+from _harness import (
+    add_postgres_arguments,
+    emit,
+    missing_command,
+    missing_module,
+    postgres_database,
+    seed_evaluations,
+    unavailable,
+)
 from live_feed import Dashboard, EvaluationPublisher, deployment, summary
-from playwright.sync_api import Browser, Page, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+# Debian's chromium, found on PATH: Playwright drives it and never downloads a browser of its own.
+CHROMIUM = "chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-DATABASE = "tars_bench_dashboard"
+DATABASE = "dashboard"
 
 SEED = """
 INSERT INTO evaluations (agent_id, environment, region, reward, episode_length, duration_ms, status, created_at)
@@ -76,8 +91,10 @@ OVERVIEW_DRAWN = """
 
 @contextmanager
 def chromium() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=shutil.which(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
@@ -99,14 +116,10 @@ def open_overview(
 
 def load(args: argparse.Namespace) -> dict[str, Any]:
     with (
-        postgres_database(args.postgres_admin_url, DATABASE) as database_url,
-        deployment(args.redis_url, database_url) as (runtime, dashboard, token),
+        postgres_database(args.postgres_admin_url, args.database_prefix + DATABASE) as database_url,
+        deployment(args.redis_url, database_url) as (_runtime, dashboard, token),
     ):
-        started = time.monotonic()
-        with runtime.engine.begin() as connection:
-            connection.exec_driver_sql(SEED, {"count": args.evaluations})
-            connection.exec_driver_sql("ANALYZE evaluations")
-        seeded = time.monotonic() - started
+        seeded = seed_evaluations(database_url, SEED, {"count": args.evaluations})
         dashboard.start()
         drawn: list[float] = []
         live: list[float] = []
@@ -133,7 +146,7 @@ def reconnect(args: argparse.Namespace) -> dict[str, Any]:
     reconnections: list[float] = []
     outages: list[float] = []
     with (
-        postgres_database(args.postgres_admin_url, DATABASE) as database_url,
+        postgres_database(args.postgres_admin_url, args.database_prefix + DATABASE) as database_url,
         deployment(args.redis_url, database_url) as (runtime, dashboard, token),
         chromium() as browser,
     ):
@@ -172,7 +185,7 @@ def reconnect(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
-    parser.add_argument("--postgres-admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    add_postgres_arguments(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     opening = commands.add_parser("load")
     opening.add_argument("--evaluations", type=int, default=1_000_000)
@@ -181,6 +194,11 @@ def main() -> None:
     restart.add_argument("--restarts", type=int, default=20)
     restart.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
     args = parser.parse_args()
+    # The browser is what these measure: without it there is nothing to run, which the result says.
+    reason = missing_module("playwright.sync_api") or missing_command(CHROMIUM, "chromium")
+    if reason is not None:
+        emit(unavailable(reason, benchmark=f"dashboard_{args.command}"))
+        return
     emit(load(args) if args.command == "load" else reconnect(args))
 
 

@@ -3,7 +3,9 @@
 Trains through the same code the worker runs (tars.training.runner), then evaluates 10
 deterministic, seeded episodes.
 
-    .venv/bin/python benchmarks/learning.py [--agents ppo,dqn,a2c,ddpg]
+    .venv/bin/python benchmarks/learning.py [--agents ppo,dqn,a2c,ddpg] [--timesteps N]
+    (`make install` brings all it needs; --timesteps replaces every agent's budget, e.g. for a quick
+    check that the script runs: below the budgets an agent is not expected to reach its goal)
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--agents", default=",".join(BUDGETS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timesteps", type=int, help="instead of each agent's budget")
     args = parser.parse_args()
     results = []
     for spec in BUILTIN_AGENTS:
@@ -43,7 +46,7 @@ def main() -> None:
             algorithm=spec.algorithm,
             environment=spec.environment,
             episodes=None,
-            timesteps=BUDGETS[spec.algorithm],
+            timesteps=args.timesteps or BUDGETS[spec.algorithm],
             evaluation_episodes=10,
             seed=args.seed,
             hyperparameters=tuned_defaults(spec.algorithm, spec.environment),

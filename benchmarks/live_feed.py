@@ -12,7 +12,8 @@ process, T.A.R.S.'s own Python ReconnectingWebSocketClient and plain WebSocket c
 
     .venv/bin/python benchmarks/live_feed.py reconnect [--restarts 20] [--kill]
     .venv/bin/python benchmarks/live_feed.py fanout [--clients 1000] [--events 60] [--rate 1]
-    (both take --redis-url, default redis://127.0.0.1:6379/15, which is emptied first)
+    (both take --redis-url, default redis://127.0.0.1:6379/15, which is emptied first; `make install`
+    brings all they need)
 """
 
 from __future__ import annotations

@@ -25,9 +25,11 @@ panel under 50 ms through the rules (meets_target: the slowest panel's median).
         only. Prints each panel's times, whether both forms return the same series, and the rules
         and panels that came back empty, NaN or infinite.
 
+    make bench-install     # once: Debian's prometheus (prometheus and promtool)
     .venv/bin/python benchmarks/prometheus_panels.py [--hours 24] [--repeats 5] [--step 60]
-    (needs Prometheus and promtool: apt-get install prometheus; --keep DIR keeps the data there,
-    and a later run with the same --keep DIR and --hours measures it again without regenerating)
+    (--keep DIR keeps the data there, and a later run with the same --keep DIR and --hours measures
+    it again without regenerating; without prometheus or promtool the result says so: available
+    false, reason)
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from typing import Any, TextIO
 import numpy as np
 import psutil
 import yaml
-from _harness import emit, free_port
+from _harness import emit, free_port, missing_command, unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES_DIR = ROOT / "deploy" / "prometheus" / "rules"
@@ -1406,6 +1408,10 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work (and keep the data) in this directory")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the cleanup below runs
+    reason = missing_command(args.prometheus, "prometheus") or missing_command(args.promtool, "prometheus")
+    if reason is not None:
+        emit(unavailable(reason, benchmark="prometheus_panels"))
+        return
 
     rules = load_rules(args.rules)
     with _workspace(args.keep) as work:

@@ -9,6 +9,7 @@ Needs Redis; the given database is emptied first.
 
     .venv/bin/python benchmarks/training_throughput.py [--timesteps 100000] [--repeats 3]
         [--redis-url redis://127.0.0.1:6379/15]
+    (`make install` brings all it needs)
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ model per job, as a naive worker would). The jobs-per-worker recycle limit stays
 
     .venv/bin/python benchmarks/worker_soak.py [--total-steps 1000000] [--steps-per-job 50000]
         [--redis-url redis://127.0.0.1:6379/15]
+    (`make install` brings all it needs)
 """
 
 from __future__ import annotations
