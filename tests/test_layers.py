@@ -42,8 +42,8 @@ CONCRETE = {
     "tars.services.auth.invalidations_file",
     "tars.services.auth.invalidations_redis",
     "tars.worker.remote",
-    "tars.storage.evaluation_reads_postgres",
-    "tars.storage.evaluation_reads_sync",
+    "tars.storage.evaluation_store_postgres",
+    "tars.storage.evaluation_store_sync",
 }
 
 

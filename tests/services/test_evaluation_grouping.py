@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -17,9 +16,13 @@ from tars.services.runtime import Runtime
 
 
 async def _submit_all(runtime: Runtime, submissions: list[NewEvaluation]) -> list[Receipt | BaseException]:
-    return await asyncio.gather(
-        *(runtime.evaluations.submit_on_loop(item) for item in submissions), return_exceptions=True
-    )
+    await runtime.evaluations.start()  # the store's pool belongs to this event loop
+    try:
+        return await asyncio.gather(
+            *(runtime.evaluations.submit_on_loop(item) for item in submissions), return_exceptions=True
+        )
+    finally:
+        await runtime.evaluations.close()
 
 
 def _rewards(runtime: Runtime) -> list[float]:
@@ -59,35 +62,56 @@ def test_a_value_the_database_refuses_fails_only_its_own_submission(backend: str
     assert _rewards(runtime) == [float(i) for i in range(10) if i != 3]
 
 
-def test_items_arriving_while_a_group_is_handled_form_the_next_group() -> None:
+def _grouped_by_tens(lanes: int) -> tuple[Grouped[int, int], list[list[int]], asyncio.Event]:
+    """A handler that holds its first group until released, and refuses odd items."""
     groups: list[list[int]] = []
-    first_started, release_first = threading.Event(), threading.Event()
+    release = asyncio.Event()
 
-    def handle(items: list[int]) -> list[int | Exception]:
+    async def handle(items: list[int]) -> list[int | Exception]:
         groups.append(items)
-        if len(groups) == 1:
-            first_started.set()
-            release_first.wait(5)
+        if len(groups) <= lanes:
+            await release.wait()
         return [ValueError(f"odd {item}") if item % 2 else item * 10 for item in items]
 
-    grouped: Grouped[int, int] = Grouped(handle)
+    return Grouped(handle, lanes=lanes), groups, release
 
-    async def scenario() -> list[int | BaseException]:
+
+def test_items_arriving_while_a_group_is_handled_form_the_next_group() -> None:
+    async def scenario() -> tuple[list[int | BaseException], list[list[int]]]:
+        grouped, groups, release = _grouped_by_tens(lanes=1)
         first = asyncio.ensure_future(grouped(0))
-        await asyncio.to_thread(first_started.wait, 5)
+        await asyncio.sleep(0)  # the first group is taken
         rest = [asyncio.ensure_future(grouped(item)) for item in range(1, 6)]
-        await asyncio.sleep(0)  # let them queue
-        release_first.set()
-        return await asyncio.gather(first, *rest, return_exceptions=True)
+        await asyncio.sleep(0)
+        release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True), groups
 
-    outcomes = asyncio.run(scenario())
+    outcomes, groups = asyncio.run(scenario())
     assert groups == [[0], [1, 2, 3, 4, 5]]
     assert outcomes[0] == 0 and outcomes[2] == 20 and outcomes[4] == 40
     assert [str(outcomes[i]) for i in (1, 3, 5)] == ["odd 1", "odd 3", "odd 5"]
 
 
+def test_lanes_handle_that_many_groups_at_once_and_the_rest_wait_together() -> None:
+    async def scenario() -> list[list[int]]:
+        grouped, groups, release = _grouped_by_tens(lanes=2)
+        first = []
+        for item in (0, 2):
+            first.append(asyncio.ensure_future(grouped(item)))
+            for _ in range(3):  # its lane starts and takes it
+                await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(grouped(item)) for item in (4, 6, 8)]
+        await asyncio.sleep(0)
+        assert groups == [[0], [2]]  # two lanes busy; the others wait for one
+        release.set()
+        assert await asyncio.gather(*first, *rest) == [0, 20, 40, 60, 80]
+        return groups
+
+    assert asyncio.run(scenario()) == [[0], [2], [4, 6, 8]]
+
+
 def test_a_handler_that_raises_fails_its_whole_group_and_the_next_group_still_runs() -> None:
-    def handle(items: list[str]) -> list[str | Exception]:
+    async def handle(items: list[str]) -> list[str | Exception]:
         if "boom" in items:
             raise RuntimeError("the database went away")
         return [item.upper() for item in items]

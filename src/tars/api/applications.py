@@ -9,7 +9,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from tars.api.bodies import document_json_bodies
 from tars.api.errors import install_error_handlers
 from tars.api.observability import RequestMetricsMiddleware, SecurityHeadersMiddleware
 from tars.api.observability import router as metrics_router
@@ -71,7 +70,6 @@ def _base_app(
             allow_headers=["Authorization", "Content-Type"],
         )
     install_error_handlers(app)
-    document_json_bodies(app)
     app.include_router(health.router)
     app.include_router(metrics_router)
     app.include_router(auth.router)
@@ -118,7 +116,7 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     # The hottest read and write, matched first.
-    app.router.routes[:0] = [evaluations.list_route, evaluations.create_route]
+    app.router.routes[:0] = [evaluations.list_route, evaluations.create_route, evaluations.create_batch_route]
     return app
 
 

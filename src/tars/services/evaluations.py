@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -53,10 +53,13 @@ ITEMS_PER_EVENT = 100
 # What a submission's answer is kept under with its key (the column holds the answer's status too).
 CREATED = 201
 JSON_OPTIONS = orjson.OPT_UTC_Z
+# Transactions of single submissions in flight at once (see Grouped): enough that one's commit and
+# publish overlap another's work, few enough that each still carries many.
+SINGLE_LANES = 3
 
 
-class EvaluationReader(Protocol):
-    """Reads pages of evaluations for the event loop: one implementation per database, chosen by wiring."""
+class EvaluationStore(Protocol):
+    """Evaluations read and stored on the event loop: one implementation per database, chosen by wiring."""
 
     async def start(self) -> None:
         """Open what reading needs on the running event loop (a pool, say)."""
@@ -66,6 +69,16 @@ class EvaluationReader(Protocol):
 
     async def page(self, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[EvaluationFields]:
         """Up to ``limit`` + 1 evaluations after ``after``, newest first, each as its fields by name."""
+        ...
+
+    async def insert(self, new: Sequence[NewEvaluation], now: datetime, *, all_or_nothing: bool) -> list[Evaluation]:
+        """Store those of ``new`` whose agent is known (``all_or_nothing``: none unless every agent is)
+        with their hours' rollups, at once; the stored ones in the order given, created ``now``
+        unless they say when."""
+        ...
+
+    async def known_agents(self, agent_ids: set[str]) -> set[str]:
+        """Which of ``agent_ids`` are agents."""
         ...
 
 
@@ -87,17 +100,17 @@ class _Key:
 
 
 class EvaluationService:
-    def __init__(self, sessions: SessionFactory, bus: EventBus, reader: EvaluationReader) -> None:
+    def __init__(self, sessions: SessionFactory, bus: EventBus, store: EvaluationStore) -> None:
         self.sessions = sessions
         self.bus = bus
-        self.reader = reader
-        self._singles = Grouped(self._store_singles)
+        self.evaluation_store = store
+        self._singles = Grouped(self._store_singles, lanes=SINGLE_LANES)
 
     async def start(self) -> None:
-        await self.reader.start()
+        await self.evaluation_store.start()
 
     async def close(self) -> None:
-        await self.reader.close()
+        await self.evaluation_store.close()
 
     # writing
 
@@ -111,31 +124,52 @@ class EvaluationService:
     async def submit_on_loop(
         self, submission: NewEvaluation, *, by: Principal | None = None, idempotency_key: str | None = None
     ) -> Receipt:
-        """`submit` for the event loop. Without a key, stored in one transaction with the single
-        submissions that arrive meanwhile (each answered for itself: see `Grouped`)."""
+        """`submit` for the event loop. Without a key, stored with the single submissions that arrive
+        meanwhile, in one statement (each answered for itself: see `Grouped`)."""
         if idempotency_key is not None:
             return await to_thread.run_sync(partial(self.submit, submission, by=by, idempotency_key=idempotency_key))
-        _check_text(submission)
+        if submission.environment not in ENVIRONMENTS:
+            raise InvalidField("environment", f"unknown environment {submission.environment!r}")
         stored = await self._singles(submission)
         return Receipt(orjson.dumps(stored._asdict(), option=JSON_OPTIONS), replayed=False)
 
-    def _store_singles(self, submissions: list[NewEvaluation]) -> list[Evaluation | Exception]:
-        """Single submissions, each stored and announced as `submit` would, in one transaction."""
+    async def _store_singles(self, submissions: list[NewEvaluation]) -> list[Evaluation | Exception]:
+        """Single submissions stored and announced together, each as `submit` would."""
         try:
-            with transaction(self.sessions) as session:
-                known = agents.existing_agent_ids(session, {item.agent_id for item in submissions})
-                refusals = [_refusal(item, known) for item in submissions]
-                valid = [item for item, refusal in zip(submissions, refusals, strict=True) if refusal is None]
-                rows = iter(evaluations.insert_evaluations(session, valid))
-                outcomes: list[Evaluation | Exception] = [refusal or next(rows) for refusal in refusals]
+            stored = await self.evaluation_store.insert(submissions, utcnow(), all_or_nothing=False)
         except Exception:
             if len(submissions) == 1:
                 raise
-            # Something in the group the database refused: each alone, so only its own caller hears of it.
-            return [_outcome_of(partial(self.store, item)) for item in submissions]
-        stored = [item for item in outcomes if isinstance(item, Evaluation)]
-        _announce(self.bus, stored)
+            # A value in the group the database refused: each alone, so only its sender hears of it.
+            return [await _outcome(self._store_singles([item])) for item in submissions]
+        known = {row.agent_id for row in stored}  # an agent is known for all its items or for none
+        rows = iter(stored)
+        outcomes: list[Evaluation | Exception] = [
+            next(rows) if item.agent_id in known else InvalidField("agent_id", f"unknown agent {item.agent_id!r}")
+            for item in submissions
+        ]
+        await to_thread.run_sync(partial(_announce, self.bus, stored))
         return outcomes
+
+    async def submit_batch_on_loop(
+        self, submissions: list[NewEvaluation], *, by: Principal | None = None, idempotency_key: str | None = None
+    ) -> Receipt:
+        """`submit_batch` for the event loop: without a key, one statement through the store."""
+        if len(submissions) > MAX_BATCH:
+            raise InvalidField("items", f"at most {MAX_BATCH} evaluations per batch")
+        if idempotency_key is not None:
+            return await to_thread.run_sync(
+                partial(self.submit_batch, submissions, by=by, idempotency_key=idempotency_key)
+            )
+        stored: list[Evaluation] = []
+        if all(item.environment in ENVIRONMENTS for item in submissions):
+            stored = await self.evaluation_store.insert(submissions, utcnow(), all_or_nothing=True)
+        if len(stored) < len(submissions):
+            known = await self.evaluation_store.known_agents({item.agent_id for item in submissions})
+            raise InvalidFields(_problems(submissions, known, batch=True))
+        await to_thread.run_sync(partial(_announce, self.bus, stored, batch=True))
+        body = orjson.dumps({"count": len(stored), "ids": [row.id for row in stored]}, option=JSON_OPTIONS)
+        return Receipt(body, replayed=False)
 
     def submit_batch(
         self, submissions: list[NewEvaluation], *, by: Principal | None = None, idempotency_key: str | None = None
@@ -204,7 +238,7 @@ class EvaluationService:
         self, where: EvaluationFilter, limit: int, cursor: str | None
     ) -> tuple[list[EvaluationFields], str | None]:
         after = decode_cursor(cursor) if cursor is not None else None
-        rows = await self.reader.page(where, limit=limit, after=after)
+        rows = await self.evaluation_store.page(where, limit=limit, after=after)
         items = rows[:limit]  # the one more read says whether another page follows
         if len(rows) > limit and items:
             return items, encode_cursor(Position(items[-1]["created_at"], items[-1]["id"]))
@@ -231,30 +265,15 @@ def _key(key: str | None, by: Principal | None, scope: str, submissions: list[Ne
     return _Key(key=key, principal=f"user:{by.user_id}", scope=scope, request_hash=request_hash)
 
 
-def _refusal(item: NewEvaluation, known: set[str]) -> InvalidField | None:
-    if item.environment not in ENVIRONMENTS:
-        return InvalidField("environment", f"unknown environment {item.environment!r}")
-    if item.agent_id not in known:
-        return InvalidField("agent_id", f"unknown agent {item.agent_id!r}")
-    return None
-
-
-def _check_text(item: NewEvaluation) -> None:
-    """Text PostgreSQL cannot hold is refused before it joins a group (a NUL character)."""
-    for name in ("agent_id", "environment", "region"):
-        if "\x00" in getattr(item, name):
-            raise InvalidField(name, "a value cannot be stored or compared: text cannot contain NUL (0x00)")
-
-
-def _outcome_of(store: Callable[[], Evaluation]) -> Evaluation | Exception:
+async def _outcome(results: Awaitable[list[Evaluation | Exception]]) -> Evaluation | Exception:
     try:
-        return store()
+        [result] = await results
     except Exception as exc:
         return exc
+    return result
 
 
-def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -> list[Evaluation]:
-    known = agents.existing_agent_ids(session, {item.agent_id for item in submissions})
+def _problems(submissions: list[NewEvaluation], known: set[str], *, batch: bool) -> list[InvalidField]:
     problems = []
     for index, item in enumerate(submissions):
         where = f"items.{index}." if batch else ""
@@ -262,6 +281,12 @@ def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -
             problems.append(InvalidField(f"{where}environment", f"unknown environment {item.environment!r}"))
         if item.agent_id not in known:
             problems.append(InvalidField(f"{where}agent_id", f"unknown agent {item.agent_id!r}"))
+    return problems
+
+
+def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -> list[Evaluation]:
+    known = agents.existing_agent_ids(session, {item.agent_id for item in submissions})
+    problems = _problems(submissions, known, batch=batch)
     if len(problems) == 1 and not batch:
         raise problems[0]
     if problems:

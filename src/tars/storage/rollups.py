@@ -25,6 +25,8 @@ from tars.storage.tables import DURATION_COLUMNS, EvaluationRow, evaluation_roll
 HOUR = timedelta(hours=1)
 GROUP_KEYS = ("agent_id", "environment", "region")
 _ADDITIVE = ("count", "failed", "reward_count", "reward_sum", "reward_square_sum", "duration_count", "duration_sum")
+# A rollup row's columns, in the table's order.
+COLUMNS = (*GROUP_KEYS, "bucket", *_ADDITIVE, "reward_min", "reward_max", *DURATION_COLUMNS)
 
 
 class Evaluation(EvaluationFacts, Protocol):
@@ -94,20 +96,24 @@ def _either(pick: Any, a: float | None, b: float | None) -> float | None:
 
 def add(session: Session, rows: Iterable[Evaluation]) -> None:
     """Add stored evaluations to their hours (one upsert per agent, environment, region and hour)."""
+    values = rollup_rows(rows)
+    if values:
+        session.execute(_upsert(session.get_bind().dialect.name), values)
+
+
+def rollup_rows(rows: Iterable[Evaluation]) -> list[dict[str, Any]]:
+    """What evaluations add to their hours, a row of totals per agent, environment, region and hour,
+    in key order: concurrent writers touching the same hours lock them in one order, never deadlock."""
     groups: dict[tuple[str, str, str, datetime], list[Evaluation]] = {}
     hours: dict[datetime, datetime] = {}  # a batch shares one created_at: its hour found once
     for row in rows:
         moment = row.created_at
         hour = hours.get(moment) or hours.setdefault(moment, hour_of(moment))
         groups.setdefault((row.agent_id, row.environment, row.region, hour), []).append(row)
-    if not groups:
-        return
-    values = [
+    return [
         {"agent_id": agent, "environment": env, "region": region, "bucket": bucket, **totals_of(members).as_columns()}
-        # In key order: concurrent batches touching the same hours lock them in one order, never deadlock.
         for (agent, env, region, bucket), members in sorted(groups.items())
     ]
-    session.execute(_upsert(session.get_bind().dialect.name), values)
 
 
 def totals_of(rows: Sequence[Evaluation]) -> Totals:
@@ -136,7 +142,11 @@ def _upsert(dialect: str) -> Any:
     """The rollup upsert, built once per dialect with its values bound at execution, so that
     SQLAlchemy compiles it once (with the values inline it compiled ~300 nodes every request)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(evaluation_rollups)
+    return adding_on_conflict(insert(evaluation_rollups), dialect)
+
+
+def adding_on_conflict(statement: Any, dialect: str) -> Any:
+    """An INSERT into the rollups that, for an hour already there, adds its totals to the row's."""
     table, new = evaluation_rollups.c, statement.excluded
     smaller, larger = (func.least, func.greatest) if dialect == "postgresql" else (func.min, func.max)
     updates: dict[str, Any] = {name: table[name] + new[name] for name in (*_ADDITIVE, *DURATION_COLUMNS)}
@@ -186,8 +196,7 @@ def rebuild(session: Session) -> None:
     hour = _hour_expression(dialect)
     session.execute(delete(evaluation_rollups))
     totals = raw_totals(None, extra=[hour.label("bucket")], group_by=[hour]).subquery()
-    columns = [*GROUP_KEYS, "bucket", *_ADDITIVE, "reward_min", "reward_max", *DURATION_COLUMNS]
-    session.execute(evaluation_rollups.insert().from_select(columns, select(*(totals.c[name] for name in columns))))
+    session.execute(evaluation_rollups.insert().from_select(COLUMNS, select(*(totals.c[name] for name in COLUMNS))))
 
 
 def _hour_expression(dialect: str) -> ColumnElement[Any]:
@@ -198,11 +207,17 @@ def _hour_expression(dialect: str) -> ColumnElement[Any]:
 
 
 def raw_totals(
-    where: ColumnElement[bool] | None, *, extra: Sequence[Any] = (), group_by: Sequence[Any] = ()
+    where: ColumnElement[bool] | None,
+    *,
+    extra: Sequence[Any] = (),
+    group_by: Sequence[Any] = (),
+    source: Any = EvaluationRow.__table__,
 ) -> Select[Any]:
-    """Totals of raw evaluations per agent, environment and region (and whatever else is grouped by)."""
-    completed = EvaluationRow.status != "failed"
-    duration = EvaluationRow.duration_ms
+    """Totals of raw evaluations per agent, environment and region (and whatever else is grouped by),
+    of the evaluations table or of any ``source`` with its columns (rows just inserted, say)."""
+    row = source.c
+    completed = row.status != "failed"
+    duration = row.duration_ms
     histogram = []
     for index in range(BUCKETS):
         bounds = []  # bucket i holds (B[i-1], B[i]]; the first has no lower bound, the last no upper
@@ -212,11 +227,11 @@ def raw_totals(
             bounds.append(duration <= BOUNDS_MS[index])
         inside = and_(*bounds)
         histogram.append(func.coalesce(func.sum(case((inside, 1), else_=0)), 0).label(DURATION_COLUMNS[index]))
-    reward = case((completed, EvaluationRow.reward))
+    reward = case((completed, row.reward))
     query = select(
-        EvaluationRow.agent_id,
-        EvaluationRow.environment,
-        EvaluationRow.region,
+        row.agent_id,
+        row.environment,
+        row.region,
         *extra,
         func.count().label("count"),
         func.coalesce(func.sum(case((completed, 0), else_=1)), 0).label("failed"),
@@ -228,7 +243,7 @@ def raw_totals(
         func.count(duration).label("duration_count"),
         func.coalesce(func.sum(duration), 0.0).label("duration_sum"),
         *histogram,
-    ).group_by(EvaluationRow.agent_id, EvaluationRow.environment, EvaluationRow.region, *group_by)
+    ).group_by(row.agent_id, row.environment, row.region, *group_by)
     return query if where is None else query.where(where)
 
 

@@ -12,15 +12,15 @@ from tars.bus.memory import InProcessEventBus, InProcessJobQueue, InProcessWorke
 from tars.bus.redis_streams import RedisEventBus, RedisJobQueue, RedisWorkerRegistry
 from tars.domain.errors import SchemaOutOfDate
 from tars.metrics.collectors import watch_database
-from tars.services.evaluations import EvaluationReader, EvaluationService
+from tars.services.evaluations import EvaluationService, EvaluationStore
 from tars.services.runtime import Runtime
 from tars.services.training import recover_lost_jobs, requeue_unfinished
 from tars.settings import Settings
 from tars.storage import schema
 from tars.storage.agents import ensure_builtin_agents
 from tars.storage.database import SessionFactory, make_engine, make_session_factory, transaction
-from tars.storage.evaluation_reads_postgres import PostgresEvaluationReader
-from tars.storage.evaluation_reads_sync import SyncEvaluationReader
+from tars.storage.evaluation_store_postgres import PostgresEvaluationStore
+from tars.storage.evaluation_store_sync import SyncEvaluationStore
 from tars.wiring.ratelimits import rate_limit_storage
 
 if TYPE_CHECKING:
@@ -62,11 +62,11 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
         queue.on_groups_created = partial(recover_lost_jobs, sessions, queue)
         bus = RedisEventBus(settings.redis_url, window=settings.clear_frequency)
         registry = RedisWorkerRegistry(settings.redis_url)
-    reader: EvaluationReader
+    store: EvaluationStore
     if engine.dialect.name == "postgresql":
-        reader = PostgresEvaluationReader(settings.sqlalchemy_url, settings.db_pool())
+        store = PostgresEvaluationStore(settings.sqlalchemy_url, settings.db_pool())
     else:
-        reader = SyncEvaluationReader(sessions)
+        store = SyncEvaluationStore(sessions)
     return Runtime(
         settings=settings,
         engine=engine,
@@ -74,7 +74,7 @@ def build_runtime(settings: Settings, *, migrate_schema: bool) -> Runtime:
         queue=queue,
         bus=bus,
         registry=registry,
-        evaluations=EvaluationService(sessions, bus, reader),
+        evaluations=EvaluationService(sessions, bus, store),
         build_security=partial(_build_security, settings, sessions),
         rate_limit_storage=partial(rate_limit_storage, settings),
     )

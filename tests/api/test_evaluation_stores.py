@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from tars.services.evaluations import EvaluationReader
+from tars.services.evaluations import EvaluationStore
 from tars.services.runtime import Runtime
-from tars.storage.evaluation_reads_postgres import PostgresEvaluationReader
-from tars.storage.evaluation_reads_sync import SyncEvaluationReader
+from tars.storage.evaluation_store_postgres import PostgresEvaluationStore
+from tars.storage.evaluation_store_sync import SyncEvaluationStore
 
 pytestmark = pytest.mark.parametrize("backend", ["distributed"], indirect=True)
 
@@ -48,19 +48,19 @@ def seed(dashboard: TestClient, operator: dict[str, str]) -> None:
 
 
 @contextmanager
-def reading_with(runtime: Runtime, reader: EvaluationReader) -> Iterator[None]:
-    wired = runtime.evaluations.reader
-    runtime.evaluations.reader = reader
+def reading_with(runtime: Runtime, reader: EvaluationStore) -> Iterator[None]:
+    wired = runtime.evaluations.evaluation_store
+    runtime.evaluations.evaluation_store = reader
     try:
         yield
     finally:
-        runtime.evaluations.reader = wired
+        runtime.evaluations.evaluation_store = wired
 
 
 def test_the_asyncpg_readers_pages_are_the_sync_readers_byte_for_byte(
     dashboard: TestClient, runtime: Runtime, auth: dict[str, dict[str, str]], statements: list[str]
 ) -> None:
-    assert isinstance(runtime.evaluations.reader, PostgresEvaluationReader)
+    assert isinstance(runtime.evaluations.evaluation_store, PostgresEvaluationStore)
     seed(dashboard, auth["operator"])
     viewer = auth["viewer"]
     dashboard.get("/api/v1/evaluations", headers=viewer)  # the first use of a token authenticates it
@@ -80,7 +80,7 @@ def test_the_asyncpg_readers_pages_are_the_sync_readers_byte_for_byte(
                 "/api/v1/evaluations", params={**query, "cursor": fast_cursor} if fast_cursor else query, headers=viewer
             )
             assert fast.status_code == 200 and statements == []
-            with reading_with(runtime, SyncEvaluationReader(runtime.sessions)):
+            with reading_with(runtime, SyncEvaluationStore(runtime.sessions)):
                 slow = dashboard.get(
                     "/api/v1/evaluations",
                     params={**query, **UNLISTED, **({"cursor": slow_cursor} if slow_cursor else {})},
