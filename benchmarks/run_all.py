@@ -62,6 +62,7 @@ BENCHMARKS = {
         BOTH,
     ),
     "prometheus-panels": Benchmark("prometheus_panels.py", None, ["--hours", "1", "--repeats", "1"]),
+    "insights": Benchmark("insights.py", None, ["--streams", "200", "--throughput-evaluations", "50000"]),
 }
 
 

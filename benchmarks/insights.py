@@ -1,0 +1,536 @@
+"""The reward-regression detector (tars.insight.detectors.regression) on generated evaluation streams
+with a known answer, beside the static rule a Prometheus alert would use, and its throughput.
+
+    streams: seeded, 1,000 evaluations each, half CartPole-like and half Pendulum-like (docs/insights.md,
+        "The benchmark", says how each is drawn):
+        CartPole: bimodal and capped, most episodes at or near 500, a few per cent failing early (8-150);
+        Pendulum: negative and right-skewed in magnitude, mean between -150 and -1,300, a 2 % tail of
+            episodes 1.5-3 x as costly.
+        --streams clean streams (no change; a quarter of them improve by 10-30 % at a random time, which
+        is not a regression), --streams streams with a drop of 20-50 % of the baseline mean at a random
+        evaluation in 300..700, and --streams/4 with a drop of 3-7 % (below the detector's 10 % floor:
+        how often it speaks about what it should let pass). A drop is made one of three ways per family
+        (CartPole: more early failures, shorter successful episodes, or both; Pendulum: every episode
+        costlier, some episodes failing to swing up, or both), each exactly the drawn share of the mean.
+    ours: each stream fed in batches of --batch evaluations (10: one minute at the rate below), the
+        detector's defaults; a detection is the first finding it opens after the drop began, its delay
+        the evaluations since the drop when the batch that opened it was processed.
+    peers: the same streams through a static alert rule as Prometheus evaluates it, evaluations arriving
+        at 10 a minute and the rule evaluated every minute without `for`:
+            avg_over_time(reward[5m])
+              < avg_over_time(reward[30m] offset 5m) - 3 * stddev_over_time(reward[30m] offset 5m)
+        i.e. the mean of the last 50 evaluations against the mean and standard deviation of the 300 before
+        them (computed from every evaluation, the most favourable reading for the peer). Beside it, the
+        same rule with the standard deviation of a 5-minute mean (sigma / sqrt(50)), the tighter rule one
+        would write to catch more; and the rule with its multiplier tuned on these very clean streams to
+        the false-positive target (its best case). Each peer's delays are also compared with ours on the
+        drops both found (a rule that finds only the large drops looks fast on its own).
+    information bound: Lorden's lower bound on the delay of any detector with false alarms as rare as
+        the target asks, even one knowing both distributions: log(800,000) / KL per drop stream.
+    throughput: rewards per second on one core, fed in batches of 1, 10, 100 and 1,000 (a stream with
+        drops and recoveries, so alarms and evidence are part of the cost), through the reward-regression
+        detector alone and through every per-evaluation detector (regression and health per region,
+        region divergence), against --ingest-rate (what batched ingest stores per second; the target is
+        1.5 x that at --batch, every detector included).
+
+Targets: recall >= 0.95 for drops >= 20 %, <= 1 false positive per 1,000 clean streams, median delay
+<= 30 evaluations; throughput >= 1.5 x ingest.
+
+    .venv/bin/python benchmarks/insights.py [--streams 1000] [--seed 0] [--batch 10] [--ingest-rate 90000]
+        [--scores savage|normal|wilcoxon] [--allowance 0.3] [--threshold 32] [--reference-margin 1.5]
+    (the detector's settings, to compare others with its defaults)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from _harness import emit
+
+from tars.domain.insights import FindingState, Subject
+from tars.insight.detectors.divergence import RegionDivergence
+from tars.insight.detectors.health import EvaluationHealth
+from tars.insight.detectors.regression import RegressionSettings, RewardRegression
+
+LENGTH = 1000
+RATE_PER_MINUTE = 10
+WINDOW = 5 * RATE_PER_MINUTE  # 5 minutes
+BASELINE = 30 * RATE_PER_MINUTE  # 30 minutes, offset by the window
+TARGETS = {"recall": 0.95, "false_positives_per_1000": 1.0, "median_delay": 30.0, "throughput_ratio": 1.5}
+
+Floats = np.ndarray[Any, np.dtype[np.float64]]
+
+
+@dataclass(frozen=True)
+class Stream:
+    family: str
+    group: str  # clean | drop | small_drop
+    rewards: Floats
+    change_at: int | None  # index of the first changed evaluation
+    drop: float
+    mechanism: str
+    # The family's parameters before and after the change (the same for a stream without one).
+    before: tuple[float, ...]
+    after: tuple[float, ...]
+
+
+# CartPole-like, parameters (p, q, b): an early failure with probability p, 8 + 142 * Beta(1.5, 6);
+# else a success, 500 with probability q, else 500 - 350 * Beta(1, b).
+FAILURE_MEAN = 8 + 142 * 1.5 / 7.5
+
+
+def cartpole_mean(p: float, q: float, b: float) -> float:
+    return (1 - p) * (500 - (1 - q) * 350 / (1 + b)) + p * FAILURE_MEAN
+
+
+def cartpole_draw(rng: np.random.Generator, n: int, params: tuple[float, ...]) -> Floats:
+    p, q, b = params
+    failed = rng.random(n) < p
+    perfect = rng.random(n) < q
+    success = np.where(perfect, 500.0, 500.0 - 350.0 * rng.beta(1.0, b, n))
+    result: Floats = np.where(failed, 8.0 + 142.0 * rng.beta(1.5, 6.0, n), success)
+    return result
+
+
+def cartpole_after(p: float, q: float, b: float, target: float, mechanism: str) -> tuple[tuple[float, ...], str]:
+    """Parameters whose mean is ``target``, changed the way ``mechanism`` says (or the next that can)."""
+
+    def shorter(goal: float) -> tuple[float, float, float] | None:
+        q2 = q / 2
+        success_mean = (goal - p * FAILURE_MEAN) / (1 - p)
+        shortfall = (500 - success_mean) / (1 - q2)  # mean of 350 * Beta(1, b2)
+        return (p, q2, 350 / shortfall - 1) if 0 < shortfall <= 280 else None
+
+    def failures(q2: float, b2: float, goal: float) -> tuple[float, float, float] | None:
+        success_mean = 500 - (1 - q2) * 350 / (1 + b2)
+        p2 = (success_mean - goal) / (success_mean - FAILURE_MEAN)
+        return (p2, q2, b2) if p <= p2 <= 0.95 else None
+
+    mean = cartpole_mean(p, q, b)
+    for kind in [mechanism, "mixed", "failures"]:
+        if kind == "shorter" and (found := shorter(target)):
+            return found, kind
+        half = shorter(mean - (mean - target) / 2) if kind == "mixed" else None
+        if half and (both := failures(half[1], half[2], target)):
+            return both, kind
+        if kind == "failures" and (found := failures(q, b, target)):
+            return found, kind
+    raise AssertionError("no CartPole change reaches the target")
+
+
+def cartpole(rng: np.random.Generator, drop: float, improve: bool) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+    p, q, b = rng.uniform(0.02, 0.15), rng.uniform(0.5, 0.95), 4.0
+    if improve:
+        return (p, q, b), (p / 3, min(0.98, q * 1.1), b), "improvement"
+    if drop == 0:
+        return (p, q, b), (p, q, b), "none"
+    mechanism = ["failures", "shorter", "mixed"][int(rng.integers(3))]
+    after, used = cartpole_after(p, q, b, (1 - drop) * cartpole_mean(p, q, b), mechanism)
+    return (p, q, b), after, used
+
+
+# Pendulum-like, parameters (m, cv, s): reward = -m / 1.025 * G * O, G ~ Gamma(1/cv^2, cv^2) (mean 1),
+# O = 1, or 1.5-3 for 2 % of episodes (mean 1.025); except, with probability s, a failed swing-up
+# costing 2.5 m * Gamma(25, 1/25). Mean -m (1 + 1.5 s). Better agents are relatively noisier (cv 0.55
+# at -150, 0.2 at -1,300).
+def pendulum_draw(rng: np.random.Generator, n: int, params: tuple[float, ...]) -> Floats:
+    m, cv, s = params
+    costly = np.where(rng.random(n) < 0.02, rng.uniform(1.5, 3.0, n), 1.0)
+    usual = -m / 1.025 * rng.gamma(1 / cv**2, cv**2, n) * costly
+    result: Floats = np.where(rng.random(n) < s, -2.5 * m * rng.gamma(25.0, 1 / 25.0, n), usual)
+    return result
+
+
+def pendulum(rng: np.random.Generator, drop: float, improve: bool) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+    low, high = math.log(150), math.log(1300)
+    log_mu = rng.uniform(low, high)
+    mu, cv = math.exp(log_mu), 0.55 + (0.2 - 0.55) * (log_mu - low) / (high - low)
+    if improve:
+        return (mu, cv, 0.0), (mu * 0.8, cv, 0.0), "improvement"
+    if drop == 0:
+        return (mu, cv, 0.0), (mu, cv, 0.0), "none"
+    mechanism = ["costlier", "stuck", "mixed"][int(rng.integers(3))]
+    base = {"costlier": mu * (1 + drop), "stuck": mu, "mixed": mu * (1 + drop / 2)}[mechanism]
+    stuck_share = ((1 + drop) * mu / base - 1) / 1.5  # base (1 + 1.5 s) = (1 + drop) mu
+    return (mu, cv, 0.0), (base, cv, stuck_share), mechanism
+
+
+FAMILIES = {"cartpole": (cartpole, cartpole_draw), "pendulum": (pendulum, pendulum_draw)}
+
+
+def generate(count: int, seed: int) -> list[Stream]:
+    rng = np.random.default_rng(seed)
+    streams = []
+    groups = [("clean", count), ("drop", count), ("small_drop", max(1, count // 4))]
+    for group, size in groups:
+        for index in range(size):
+            family = "cartpole" if index % 2 == 0 else "pendulum"
+            improve = group == "clean" and rng.random() < 0.25
+            change_at = int(rng.integers(300, 701)) if group != "clean" or improve else None
+            drop = {"clean": 0.0, "drop": rng.uniform(0.2, 0.5), "small_drop": rng.uniform(0.03, 0.07)}[group]
+            parameters, draw = FAMILIES[family]
+            before, after, mechanism = parameters(rng, drop, improve)
+            cut = LENGTH if change_at is None else change_at
+            rewards = np.concatenate((draw(rng, cut, before), draw(rng, LENGTH - cut, after)))
+            streams.append(Stream(family, group, rewards, change_at, float(drop), mechanism, before, after))
+    return streams
+
+
+# --- what any detector could do: the information bound -------------------------------------------
+#
+# Lorden (1971): a detector that raises a false alarm no more often than once in `gamma` evaluations
+# needs, in the worst case, at least log(gamma) / KL evaluations after a change to signal it, KL being
+# the Kullback-Leibler divergence of the rewards after the change from those before — even knowing both
+# distributions exactly (asymptotically in gamma). At most one alarm in 1,000 clean streams of ~800
+# watched evaluations each is gamma ~ 800,000.
+GAMMA = 800_000
+
+
+def _log_gamma_pdf(x: Floats, shape: float, scale: float) -> Floats:
+    result: Floats = (shape - 1) * np.log(x) - x / scale - math.lgamma(shape) - shape * math.log(scale)
+    return result
+
+
+def _log_beta_pdf(y: Floats, a: float, b: float) -> Floats:
+    result: Floats = (a - 1) * np.log(y) + (b - 1) * np.log1p(-y) + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    return result
+
+
+def cartpole_kl(before: tuple[float, ...], after: tuple[float, ...]) -> float:
+    (p, q, b), (p2, q2, b2) = before, after
+    # The failures (same shape, share p -> p2), the atom at 500, and the shortened successes.
+    grid = (np.arange(100_000) + 0.5) / 100_000  # Beta(1, b) on (0, 1), midpoint rule
+    log_short = math.log((1 - p) * (1 - q)) + _log_beta_pdf(grid, 1.0, b)
+    log_short2 = math.log((1 - p2) * (1 - q2)) + _log_beta_pdf(grid, 1.0, b2)
+    short = float(np.mean(np.exp(log_short2) * (log_short2 - log_short)))
+    atom = (1 - p2) * q2 * math.log((1 - p2) * q2 / ((1 - p) * q))
+    return p2 * math.log(p2 / p) + atom + short
+
+
+def _pendulum_log_density(x: Floats, params: tuple[float, ...]) -> Floats:
+    """Log density of the cost x = -reward (the mixture pendulum_draw samples)."""
+    m, cv, s = params
+    shape, scale = 1 / cv**2, cv**2 * m / 1.025
+    usual = np.log(0.98) + _log_gamma_pdf(x, shape, scale)
+    costly = [_log_gamma_pdf(x, shape, scale * factor) for factor in np.linspace(1.5, 3.0, 16)]
+    usual = np.logaddexp(usual, np.log(0.02 / 16) + np.logaddexp.reduce(costly, axis=0))
+    if s == 0:
+        return usual
+    stuck = np.log(s) + _log_gamma_pdf(x, 25.0, 2.5 * m / 25.0)
+    result: Floats = np.logaddexp(np.log1p(-s) + usual, stuck)
+    return result
+
+
+def pendulum_kl(before: tuple[float, ...], after: tuple[float, ...]) -> float:
+    grid = np.geomspace(1e-3 * before[0], 20 * after[0], 8_000)
+    log_before, log_after = _pendulum_log_density(grid, before), _pendulum_log_density(grid, after)
+    return float(np.trapezoid(np.exp(log_after) * (log_after - log_before), grid))
+
+
+def information_bound(streams: list[Stream]) -> dict[str, Any]:
+    """The median over the drop streams of log(GAMMA) / KL: below it, no detector keeps its false alarms
+    as rare as the target asks."""
+    bounds = [
+        math.log(GAMMA) / (cartpole_kl if stream.family == "cartpole" else pendulum_kl)(stream.before, stream.after)
+        for stream in streams
+        if stream.group == "drop"
+    ]
+    return {
+        "false_alarm_once_in_evaluations": GAMMA,
+        "median_delay": round(float(np.median(bounds)), 1),
+        "share_of_drops_whose_bound_exceeds_30": round(float(np.mean(np.array(bounds) > 30)), 3),
+    }
+
+
+# --- the two ways of watching a stream -------------------------------------------------------------
+
+
+def ours(stream: Stream, batch: int, settings: RegressionSettings) -> list[int]:
+    """Evaluations seen when the batch that opened each finding was processed."""
+    detector = RewardRegression(Subject("bench", "env", "region"), settings)
+    opened = []
+    current: int | None = None  # the open finding's first_seen: later emissions of it are updates
+    for start in range(0, LENGTH, batch):
+        chunk = stream.rewards[start : start + batch]
+        for finding in detector.observe(chunk):
+            if finding.state is FindingState.OPEN and finding.first_seen != current:
+                current = finding.first_seen
+                opened.append(start + chunk.size)
+            elif finding.state is FindingState.RESOLVED:
+                current = None
+    return opened
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """A stream as the static rule sees it: at each minute's evaluation, the evaluations seen so far and
+    how far the 5-minute mean is below the baseline mean, in baseline standard deviations of one reward."""
+
+    ends: npt.NDArray[np.int64]
+    shortfall: Floats
+
+
+def rule_view(stream: Stream) -> RuleView:
+    values = stream.rewards
+    sums = np.concatenate(([0.0], np.cumsum(values)))
+    squares = np.concatenate(([0.0], np.cumsum(values**2)))
+    ends = np.arange(WINDOW + BASELINE, LENGTH + 1, RATE_PER_MINUTE)
+    window_mean = (sums[ends] - sums[ends - WINDOW]) / WINDOW
+    base_from, base_to = ends - WINDOW - BASELINE, ends - WINDOW
+    base_mean = (sums[base_to] - sums[base_from]) / BASELINE
+    base_var = (squares[base_to] - squares[base_from]) / BASELINE - base_mean**2
+    sigma = np.sqrt(np.maximum(base_var, 0.0) * BASELINE / (BASELINE - 1))
+    return RuleView(ends, (base_mean - window_mean) / np.maximum(sigma, 1e-12))
+
+
+def rule_alarms(view: RuleView, sigmas: float) -> list[int]:
+    """Evaluations seen at each rule evaluation that started an alert (a rising edge) for
+    mean_5m < baseline - sigmas * sigma."""
+    firing = view.shortfall > sigmas
+    rising = firing & ~np.concatenate(([False], firing[:-1]))
+    return [int(end) for end in view.ends[rising]]
+
+
+def calibrated_sigmas(streams: list[Stream], views: list[RuleView]) -> float:
+    """The smallest multiplier (to 0.01 sigma of one reward) at which the rule raises at most one alert per
+    1,000 of these clean streams: the static rule tuned on the very data it is scored on, its best case."""
+    clean = [view for stream, view in zip(streams, views, strict=True) if stream.group == "clean"]
+    budget = TARGETS["false_positives_per_1000"] * len(clean) / 1000
+    low, high = 0.0, 3.0
+    while sum(len(rule_alarms(view, high)) for view in clean) > budget:
+        low, high = high, high * 2
+    while high - low > 0.01:
+        middle = (low + high) / 2
+        low, high = (middle, high) if sum(len(rule_alarms(view, middle)) for view in clean) > budget else (low, middle)
+    return high
+
+
+# --- what they score --------------------------------------------------------------------------------
+
+
+def detection_delays(streams: list[Stream], alarms: list[list[int]]) -> list[int | None]:
+    """Per drop stream, the evaluations from the drop to its first alarm after it (None: never found)."""
+    delays: list[int | None] = []
+    for stream, found in zip(streams, alarms, strict=True):
+        if stream.group == "drop":
+            assert stream.change_at is not None
+            first = next((at for at in found if at > stream.change_at), None)
+            delays.append(None if first is None or found[0] <= stream.change_at else first - stream.change_at)
+    return delays
+
+
+def score(streams: list[Stream], alarms: list[list[int]]) -> dict[str, Any]:
+    clean_alarms = sum(len(found) for stream, found in zip(streams, alarms, strict=True) if stream.group == "clean")
+    clean = sum(stream.group == "clean" for stream in streams)
+    small = [bool(found) for stream, found in zip(streams, alarms, strict=True) if stream.group == "small_drop"]
+    drops = [stream for stream in streams if stream.group == "drop"]
+    all_delays = detection_delays(streams, alarms)
+    delays = [delay for delay in all_delays if delay is not None]
+    # A miss counts as never found: the delay within which half of all the drops were found.
+    with_misses = np.median([math.inf if delay is None else delay for delay in all_delays]) if drops else math.inf
+    by_part: dict[str, list[int | None]] = defaultdict(list)
+    for stream, delay in zip(drops, all_delays, strict=True):
+        bucket = f"{int(stream.drop * 10) * 10}-{int(stream.drop * 10) * 10 + 10}%"
+        for part in (f"{stream.family}", f"{stream.family}:{stream.mechanism}", f"drop {bucket}"):
+            by_part[part].append(delay)
+    return {
+        "recall": round(len(delays) / len(drops), 4) if drops else None,
+        "false_positives_per_1000": round(1000 * clean_alarms / clean, 2) if clean else None,
+        "median_delay": float(np.median(delays)) if delays else None,
+        "median_delay_counting_misses": None if math.isinf(with_misses) else float(with_misses),
+        "p90_delay": float(np.percentile(delays, 90)) if delays else None,
+        "alarms_before_the_drop": sum(
+            at <= (stream.change_at or 0)
+            for stream, found in zip(streams, alarms, strict=True)
+            if stream.group == "drop"
+            for at in found
+        ),
+        "sub_floor_drops_flagged": round(sum(small) / len(small), 4) if small else None,
+        "by_part": {part: _part(values) for part, values in sorted(by_part.items())},
+    }
+
+
+def paired(ours_delays: list[int | None], peer_delays: list[int | None]) -> dict[str, Any]:
+    """Delays on the drops both found: a peer that finds only the large drops looks fast on its own."""
+    both = [(mine, theirs) for mine, theirs in zip(ours_delays, peer_delays, strict=True) if mine and theirs]
+    return {
+        "drops_both_found": len(both),
+        "median_delay_ours": float(np.median([mine for mine, _ in both])) if both else None,
+        "median_delay_peer": float(np.median([theirs for _, theirs in both])) if both else None,
+    }
+
+
+def _part(delays: list[int | None]) -> dict[str, Any]:
+    found = [delay for delay in delays if delay is not None]
+    return {
+        "streams": len(delays),
+        "recall": round(len(found) / len(delays), 4),
+        "median_delay": float(np.median(found)) if found else None,
+    }
+
+
+def meets(result: dict[str, Any]) -> bool:
+    return bool(
+        result["recall"] is not None
+        and result["recall"] >= TARGETS["recall"]
+        and result["false_positives_per_1000"] <= TARGETS["false_positives_per_1000"]
+        and result["median_delay"] is not None
+        and result["median_delay"] <= TARGETS["median_delay"]
+    )
+
+
+# --- throughput -------------------------------------------------------------------------------------
+
+
+def throughput(seed: int, batch: int, total: int, settings: RegressionSettings) -> dict[str, Any]:
+    """Rewards per second through the reward-regression detector alone, and through every detector the
+    service runs per evaluation (the batches spread over four regions, as one agent's are: a reward
+    regression and an evaluation health detector per region, one region divergence detector)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    while sum(part.size for part in parts) < total:  # stretches of 2,000 with a 30 % drop in each
+        parts.append(cartpole_draw(rng, 1500, (0.08, 0.8, 4.0)))
+        parts.append(cartpole_draw(rng, 500, (0.35, 0.8, 4.0)))
+    rewards = np.concatenate(parts)[:total]
+    failed = rng.random(total) < 0.01
+    durations = rng.lognormal(math.log(20.0), 0.5, total)
+    cuts = range(0, total, batch)
+    chunks = [(rewards[at : at + batch], failed[at : at + batch], durations[at : at + batch]) for at in cuts]
+    findings: Counter[str] = Counter()
+
+    detector = RewardRegression(Subject("bench", "env", "region"), settings)
+    started = time.perf_counter()
+    for chunk, _, _ in chunks:
+        for finding in detector.observe(chunk):
+            findings[finding.state.value] += 1
+    alone = total / (time.perf_counter() - started)
+
+    regions = ["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-1"]
+    regression = {region: RewardRegression(Subject("bench", "env", region), settings) for region in regions}
+    health = {region: EvaluationHealth(Subject("bench", "env", region)) for region in regions}
+    divergence = RegionDivergence("bench", "env")
+    started = time.perf_counter()
+    for index, (chunk, failures, took) in enumerate(chunks):
+        region = regions[index % len(regions)]
+        regression[region].observe(chunk)
+        health[region].observe(failures, took)
+        divergence.observe(region, chunk)
+    every = total / (time.perf_counter() - started)
+    return {
+        "batch": batch,
+        "evaluations_per_second": round(alone),
+        "evaluations_per_second_all_detectors": round(every),
+        "findings": dict(findings),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=1000, help="clean streams, and as many with a drop")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=10, help="evaluations handed to the detector at once")
+    parser.add_argument("--ingest-rate", type=float, default=90_000, help="batched ingest, evaluations/s")
+    parser.add_argument("--throughput-evaluations", type=int, default=400_000)
+    defaults = RegressionSettings()
+    parser.add_argument("--scores", default=defaults.scores, choices=["savage", "normal", "wilcoxon"])
+    parser.add_argument("--allowance", type=float, default=defaults.allowance)
+    parser.add_argument("--threshold", type=float, default=defaults.threshold)
+    parser.add_argument("--reference-margin", type=float, default=defaults.reference_margin)
+    args = parser.parse_args()
+    settings = replace(
+        defaults,
+        scores=args.scores,
+        allowance=args.allowance,
+        threshold=args.threshold,
+        reference_margin=args.reference_margin,
+    )
+
+    started = time.perf_counter()
+    streams = generate(args.streams, args.seed)
+    generated_s = time.perf_counter() - started
+    started = time.perf_counter()
+    ours_alarms = [ours(stream, args.batch, settings) for stream in streams]
+    ours_s = time.perf_counter() - started
+    views = [rule_view(stream) for stream in streams]
+    tuned = calibrated_sigmas(streams, views)
+    peers = {
+        "prometheus_static_rule": 3.0,
+        "prometheus_static_rule_sigma_of_mean": 3.0 / math.sqrt(WINDOW),
+        "prometheus_static_rule_calibrated": tuned,
+    }
+    results = {"insight_engine": score(streams, ours_alarms)}
+    ours_delays = detection_delays(streams, ours_alarms)
+    for name, sigmas in peers.items():
+        alarms = [rule_alarms(view, sigmas) for view in views]
+        results[name] = {
+            "sigmas_of_one_reward": round(sigmas, 3),
+            **score(streams, alarms),
+            "paired_with_ours": paired(ours_delays, detection_delays(streams, alarms)),
+        }
+    speed = [
+        throughput(args.seed, batch, args.throughput_evaluations // (4 if batch == 1 else 1), settings)
+        for batch in (1, 10, 100, 1000)
+    ]
+    at_batch = next((entry for entry in speed if entry["batch"] == args.batch), speed[1])
+    ratio = at_batch["evaluations_per_second"] / args.ingest_rate
+    ratio_all = at_batch["evaluations_per_second_all_detectors"] / args.ingest_rate
+    emit(
+        {
+            "benchmark": "insights",
+            "seed": args.seed,
+            "streams": {"clean": args.streams, "drop": args.streams, "small_drop": max(1, args.streams // 4)},
+            "evaluations_per_stream": LENGTH,
+            "batch": args.batch,
+            "peer_time_model": f"{RATE_PER_MINUTE} evaluations a minute; rule evaluated every minute, no `for`",
+            "settings": {
+                "scores": settings.scores,
+                "reference_margin": settings.reference_margin,
+                "warmup_size": settings.warmup_size,
+                "reference_size": settings.reference_size,
+                "allowance": settings.allowance,
+                "threshold": settings.threshold,
+                "min_relative_drop": settings.min_relative_drop,
+            },
+            **results,
+            "information_bound": information_bound(streams),
+            "throughput": speed,
+            "ingest_rate_per_second": args.ingest_rate,
+            "throughput_ratio_at_batch": round(ratio, 2),
+            "throughput_ratio_at_batch_all_detectors": round(ratio_all, 2),
+            "seconds": {"generate": round(generated_s, 1), "detect": round(ours_s, 1)},
+            "targets": TARGETS,
+            "meets_target": meets(results["insight_engine"]) and ratio_all >= TARGETS["throughput_ratio"],
+            "against_each_peer": {name: _against(results["insight_engine"], results[name]) for name in peers},
+        }
+    )
+
+
+def _against(ours_result: dict[str, Any], peer_result: dict[str, Any]) -> dict[str, str]:
+    """Per metric, whether ours is better, the same or worse than the peer's (a peer that detects nothing
+    has no delay to compare)."""
+
+    def compare(mine: float | None, theirs: float | None, higher_is_better: bool) -> str:
+        if theirs is None or mine is None:
+            return "n/a"
+        if mine == theirs:
+            return "same"
+        return "better" if (mine > theirs) is higher_is_better else "worse"
+
+    return {
+        "recall": compare(ours_result["recall"], peer_result["recall"], True),
+        "false_positives_per_1000": compare(
+            ours_result["false_positives_per_1000"], peer_result["false_positives_per_1000"], False
+        ),
+        "median_delay": compare(ours_result["median_delay"], peer_result["median_delay"], False),
+    }
+
+
+if __name__ == "__main__":
+    main()
