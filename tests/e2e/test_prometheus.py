@@ -95,6 +95,8 @@ def test_prometheus_records_the_rules_from_a_working_stack(stack: Stack, process
     for _ in range(5):  # spread over scrapes, so rates over 1 m have two points to work from
         assert httpx.post(f"{url}/batch", json={"items": [item] * 20}, headers=operator).status_code == 201
         assert httpx.get(url, headers=operator).status_code == 200
+        # Both services serve requests in the window the SLO rules rate over.
+        assert httpx.get(f"{stack.orchestration_url}/api/v1/runs", headers=operator).status_code == 200
         time.sleep(1)
 
     latency = wait_for_data(prometheus, "tars:evaluation_latency:p95:1m")
@@ -106,9 +108,14 @@ def test_prometheus_records_the_rules_from_a_working_stack(stack: Stack, process
     timed = wait_for_data(prometheus, 'tars_evaluation_duration_seconds_count{agent_id="dqn"}')
     assert float(timed[0]["value"][1]) == 3, timed
     for rule in ("tars:slo_compliance:api_latency", "tars:slo_compliance:error_rate"):
-        services = {
-            sample["metric"]["service"]: float(sample["value"][1]) for sample in wait_for_data(prometheus, rule)
-        }
+        # Each service's series appears once its rule has two scrapes of it: wait for both.
+        samples = eventually(
+            lambda rule=rule: found if len(found := query(prometheus, rule)) == 2 else None,
+            90,
+            interval=0.5,
+            message=f"both services in {rule}",
+        )
+        services = {sample["metric"]["service"]: float(sample["value"][1]) for sample in samples}
         assert set(services) == {"dashboard-api", "orchestration"} and all(0 <= v <= 1 for v in services.values())
     assert wait_for_data(prometheus, "tars:slo_compliance:error_rate")  # nothing failed: close to 1
     success = wait_for_data(prometheus, "tars:slo_compliance:evaluation_success")
