@@ -81,14 +81,17 @@ async def live_feed(websocket: WebSocket) -> None:
             count_sent(frames)
 
     async def heartbeat() -> None:
+        await asyncio.sleep(settings.ws_ping_seconds)
         while True:
-            await asyncio.sleep(settings.ws_ping_seconds)
             sent = time.monotonic()
             await websocket.send_json({"type": "ping"})
             await asyncio.sleep(settings.ws_pong_timeout_seconds)
             if last_pong < sent:
                 await websocket.close(code=POLICY_VIOLATION, reason="no pong")
                 return
+            # The next ping an interval after this one, not after the pong's deadline: a client gives up
+            # after interval + timeout of silence, which pings every interval + timeout only just met.
+            await asyncio.sleep(max(0.0, settings.ws_ping_seconds - settings.ws_pong_timeout_seconds))
 
     async def hold() -> None:
         # Until the credential it connected with is revoked or expires (the watch decides which).
