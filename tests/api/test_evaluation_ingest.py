@@ -4,6 +4,8 @@ never stores twice."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime
+from typing import Any
 
 import anyio
 import pytest
@@ -25,6 +27,11 @@ def stored(runtime: Runtime) -> int:
         return int(session.scalar(select(func.count()).select_from(EvaluationRow)) or 0)
 
 
+def moment(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation as JSON, its time read (events and pages write UTC differently: +00:00 and Z)."""
+    return {**evaluation, "created_at": datetime.fromisoformat(evaluation["created_at"])}
+
+
 def test_a_batch_is_stored_whole_in_order_and_announced(
     dashboard: TestClient, runtime: Runtime, auth: dict[str, dict[str, str]]
 ) -> None:
@@ -35,12 +42,19 @@ def test_a_batch_is_stored_whole_in_order_and_announced(
     assert body["count"] == 250 and len(body["ids"]) == 250 and body["ids"] == sorted(body["ids"])
     listed = dashboard.get("/api/v1/evaluations?limit=1000", headers=auth["viewer"]).json()["items"]
     assert {row["id"]: row["reward"] for row in listed} == {i: float(n) for n, i in enumerate(body["ids"])}
-    # Announced in events of up to 100 evaluations each, in order.
+    # Announced in events of up to 100 evaluations each, in order: the agent once, each evaluation a row.
     history = anyio.run(runtime.bus.history, "evaluations", 0)
     batches = [event.data for event in history.events if event.type == "evaluations.created"]
-    assert [len(data["items"]) for data in batches] == [100, 100, 50]
+    assert [len(data["rows"]) for data in batches] == [100, 100, 50]
     assert {data["agent_id"] for data in batches} == {"ppo"}
-    assert [evaluation["id"] for data in batches for evaluation in data["items"]] == body["ids"]
+    announced = [
+        {"agent_id": data["agent_id"], **dict(zip(data["columns"], row, strict=True))}
+        for data in batches
+        for row in data["rows"]
+    ]
+    assert [evaluation["id"] for evaluation in announced] == body["ids"]
+    by_id = {row["id"]: row for row in listed}
+    assert [moment(evaluation) for evaluation in announced] == [moment(by_id[i]) for i in body["ids"]]
 
 
 def test_one_bad_item_refuses_the_batch_and_every_bad_item_is_named(

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from tars.bus import keys
 from tars.services.runtime import Runtime
+from tests.waiting import eventually
 
 
 def _token(headers: dict[str, str]) -> str:
@@ -151,3 +154,35 @@ def test_the_live_feed_is_measured(dashboard: TestClient, auth: dict[str, dict[s
     assert after["tars_ws_events_replayed_total"] == before["tars_ws_events_replayed_total"] + 1
     assert after["tars_ws_events_sent_total"] == before["tars_ws_events_sent_total"] + 1
     assert after["tars_ws_resets_total"] == before["tars_ws_resets_total"] + 1
+
+
+def test_a_replica_follows_the_bus_only_while_a_connection_is_open(
+    dashboard: TestClient, runtime: Runtime, auth: dict[str, dict[str, str]]
+) -> None:
+    hub = dashboard.app.state.hub  # type: ignore[attr-defined]
+    redis_url = runtime.settings.redis_url
+
+    def followers() -> int:
+        """Subscribers of the events' pub/sub channel (distributed); in-process, whether the hub relays."""
+        if redis_url is None:
+            return int(hub.relaying)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+            return int(dict(client.pubsub_numsub(keys.events_channel(db)))[keys.events_channel(db).encode()])
+        finally:
+            client.close()
+
+    assert not hub.relaying and followers() == 0
+    with dashboard.websocket_connect(f"/ws?token={_token(auth['viewer'])}") as ws:
+        assert ws.receive_json()["type"] == "authenticated"
+        assert hub.relaying and followers() == 1
+        ws.send_json({"type": "subscribe", "channel": "agent:ppo"})
+        assert ws.receive_json()["type"] == "subscribed"
+        items = [{"agent_id": "ppo", "environment": "CartPole-v1", "reward": float(n)} for n in range(3)]
+        ids = dashboard.post("/api/v1/evaluations/batch", json={"items": items}, headers=auth["operator"]).json()["ids"]
+        frame = ws.receive_json()
+        assert frame["event"] == "evaluations.created" and frame["data"]["agent_id"] == "ppo"
+        rows = [dict(zip(frame["data"]["columns"], row, strict=True)) for row in frame["data"]["rows"]]
+        assert [(row["id"], row["reward"]) for row in rows] == list(zip(ids, [0.0, 1.0, 2.0], strict=True))
+    eventually(lambda: not hub.relaying and followers() == 0, message="the hub still follows the bus")

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from tars.domain.evaluations import Evaluation, NewEvaluation
 from tars.services.runtime import Runtime
 from tars.storage import rollups
-from tars.storage.database import transaction
+from tars.storage.database import make_engine, transaction
+from tars.storage.evaluation_store_postgres import EVALUATION_IDS
 from tars.storage.tables import evaluation_rollups
 
 
@@ -79,3 +80,13 @@ def test_an_unknown_agent_is_left_out_or_stops_all(runtime: Runtime, all_or_noth
     else:
         assert [row.reward for row in stored] == [item.reward for i, item in enumerate(given) if i != 3]
         assert sum(row["count"] for row in _rollups(runtime)) == 9
+
+
+def test_batches_draw_their_ids_from_the_sequence_the_schema_gives_evaluations(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            sequence = connection.scalar(text("SELECT pg_get_serial_sequence('evaluations', 'id')"))
+    finally:
+        engine.dispose()
+    assert sequence == f"public.{EVALUATION_IDS}"

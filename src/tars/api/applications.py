@@ -92,7 +92,6 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Opened here, not with the runtime: the evaluation reader's pool belongs to this loop.
         await runtime.evaluations.start()
-        await hub.start()
         try:
             yield
         finally:

@@ -90,8 +90,20 @@ async def create_evaluations(
 ) -> Response:
     """Up to 1,000 evaluations, stored all together or not at all; every invalid item is named."""
     runtime: Runtime = request.app.state.runtime
+    region = runtime.settings.region
     receipt = await runtime.evaluations.submit_batch_on_loop(
-        [_submission(item, runtime.settings.region) for item in body.items],
+        # Positionally, in one comprehension: a call per item cost a thousand-item batch a tenth of its time.
+        [
+            NewEvaluation(
+                item.agent_id,
+                item.environment,
+                item.reward,
+                item.region or region,
+                item.episode_length,
+                item.duration_ms,
+            )
+            for item in body.items
+        ],
         by=principal,
         idempotency_key=idempotency_key,
     )

@@ -250,7 +250,18 @@ export function isEvaluationEvent(type) {
   return type === "evaluation.created" || type === "evaluations.created";
 }
 
-/** The evaluations an `evaluation.created` or `evaluations.created` frame announces, in order. */
+/**
+ * The evaluations an `evaluation.created` or `evaluations.created` frame announces, in order, as objects.
+ * A batch's event gives its agent once and each evaluation as a row of `columns` (docs/websocket.md).
+ */
 export function createdEvaluations(frame) {
-  return frame.event === "evaluations.created" ? frame.data.items : [frame.data];
+  if (frame.event !== "evaluations.created") return [frame.data];
+  const { agent_id: agentId, columns, rows } = frame.data;
+  return rows.map((row) => {
+    const evaluation = { agent_id: agentId };
+    columns.forEach((name, index) => {
+      evaluation[name] = row[index];
+    });
+    return evaluation;
+  });
 }
