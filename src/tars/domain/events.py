@@ -16,7 +16,7 @@ class EventType:
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
     EVALUATION_CREATED = "evaluation.created"
-    # Many evaluations of one agent stored by one batch submission: data {"agent_id", "items": [...]}.
+    # Many evaluations of one agent stored by one batch submission: data {"agent_id", "columns", "rows"}.
     EVALUATIONS_CREATED = "evaluations.created"
     EVALUATION_DELETED = "evaluation.deleted"
 
