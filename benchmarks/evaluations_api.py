@@ -47,6 +47,7 @@ dqn/a2c/ppo/ddpg x regions us-west-2/us-east-1/eu-west-1/ap-southeast-1, CartPol
         Single POST floor: a minimal Starlette + asyncpg endpoint (pydantic validation of the bytes, one
         INSERT … RETURNING, the row as JSON; no auth, agent check, rollup or event), its own uvicorn
         process, loaded by wrk exactly as the API was.
+        Each of these phases starts with the database idle and just checkpointed (see `settle`).
         Targets: batched >= 0.8 x the faster one-connection COPY floor; single >= 0.5 x its floor.
 
     The seed runs on a connection of its own without a statement timeout (setup, not measured); the
@@ -741,7 +742,17 @@ def count_rows(database_url: str, table: str = "evaluations") -> int:
         return int(row[0])
 
 
+def settle(database_url: str) -> None:
+    """Every ingest phase starts alike: nothing else running, and a fresh checkpoint. The writes after a
+    checkpoint log whole pages, so a phase that a checkpoint happened to start in paid more per row than
+    one that ran before it (the same COPY floor measured 68k and 94k rows/s in one run without this)."""
+    wait_database_idle(database_url)
+    with psycopg.connect(plain_url(database_url), autocommit=True) as connection:
+        connection.execute("CHECKPOINT")
+
+
 def ingest_through_api(url: str, database_url: str, script: Path, items: int, **load: Any) -> dict[str, Any]:
+    settle(database_url)
     before = count_rows(database_url)
     result = wrk(url, script=script, **load)
     wait_database_idle(database_url)
@@ -768,6 +779,7 @@ def floor_rows(count: int) -> list[tuple[Any, ...]]:
 
 
 def floor_executemany(database_url: str, rows: int, batch: int) -> dict[str, Any]:
+    settle(database_url)
     ids = 0
     with psycopg.connect(plain_url(database_url)) as connection:
         started = time.monotonic()
@@ -784,6 +796,7 @@ def floor_executemany(database_url: str, rows: int, batch: int) -> dict[str, Any
 
 
 def floor_copy(database_url: str, rows: int, batch: int) -> dict[str, Any]:
+    settle(database_url)
     with psycopg.connect(plain_url(database_url)) as connection:
         started = time.monotonic()
         for start in range(0, rows, batch):
@@ -818,6 +831,7 @@ def floor_asyncpg(database_url: str, rows: int, batch: int, how: str) -> dict[st
         finally:
             await connection.close()
 
+    settle(database_url)
     elapsed = asyncio.run(load())
     return {"rows": rows, "rows_per_transaction": batch, "rows_per_second": round(rows / elapsed)}
 

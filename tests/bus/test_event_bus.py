@@ -174,3 +174,29 @@ def test_redis_replicas_share_one_window(redis_url: str) -> None:
     finally:
         writer.close()
         reader.close()
+
+
+def test_publishing_from_the_loop_numbers_keeps_and_announces_as_publishing_from_a_thread(
+    make_bus: BusFactory,
+) -> None:
+    bus = make_bus()
+    sent = [progress(n) for n in range(3)]
+
+    async def scenario() -> tuple[list[Event], list[Event]]:
+        subscribed = listening(bus)
+        async with bus.subscribe() as stream:
+            await asyncio.to_thread(subscribed, 1)
+            first = bus.publish(progress(-1))
+            published = await bus.publish_many_on_loop(sent)
+            received = [await asyncio.wait_for(anext(stream), 5) for _ in range(len(sent) + 1)][1:]
+            # Used again after its loop's client is closed: opened anew.
+            await bus.close_on_loop()
+            await bus.publish_many_on_loop([progress(3)])
+            await bus.close_on_loop()
+        assert [e.ids["run:r"] for e in published] == [first.ids["run:r"] + n for n in (1, 2, 3)]
+        return published, received
+
+    published, received = asyncio.run(scenario())
+    assert [(e.type, e.data, e.ids) for e in received] == [(e.type, e.data, e.ids) for e in published]
+    history = asyncio.run(bus.history("run:r", published[0].ids["run:r"] - 1))
+    assert [e.data["episodes_done"] for e in history.events] == [0, 1, 2, 3]

@@ -162,6 +162,13 @@ class InProcessEventBus:
     def publish_many(self, events: list[Event]) -> list[Event]:
         return [self.publish(event) for event in events]
 
+    async def publish_many_on_loop(self, events: list[Event]) -> list[Event]:
+        # In memory, publishing is a few appends under a lock: done right here.
+        return self.publish_many(events)
+
+    async def close_on_loop(self) -> None:
+        pass
+
     async def history(self, channel: str, after: int | None) -> History:
         with self._lock:
             log_ = self._logs.get(channel)

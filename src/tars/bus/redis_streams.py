@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.commands.core import AsyncScript
 
 from tars.bus import keys
 from tars.bus.base import History
@@ -264,21 +265,45 @@ class RedisEventBus:
         self._window = window
         self._redis = redis.Redis.from_url(url, decode_responses=True)
         self._publish_chunk = self._redis.register_script(_PUBLISH_MANY)
+        # An asyncio client per event loop that publishes (`publish_many_on_loop`), as the evaluation
+        # store keeps a pool per loop.
+        self._loop_clients: dict[asyncio.AbstractEventLoop, tuple[aioredis.Redis, AsyncScript]] = {}
         self._channel = keys.events_channel(int(self._redis.connection_pool.connection_kwargs.get("db") or 0))
 
     def publish(self, event: Event) -> Event:
-        return self._publish_many([event])[0]
+        return self.publish_many([event])[0]
 
     def publish_many(self, events: list[Event]) -> list[Event]:
         # One script call per chunk: each event still numbered, kept and announced atomically.
-        carrier = message_carrier("event.publish")
-        events = [event.traced(carrier) for event in events]
         published: list[Event] = []
-        for start in range(0, len(events), _PUBLISH_CHUNK):
-            published += self._publish_many(events[start : start + _PUBLISH_CHUNK])
+        for chunk in _chunks(events):
+            keys_, args, routes = self._script_arguments(chunk)
+            published += _numbered(chunk, routes, self._publish_chunk(keys=keys_, args=args))
         return published
 
-    def _publish_many(self, events: list[Event]) -> list[Event]:
+    async def publish_many_on_loop(self, events: list[Event]) -> list[Event]:
+        script = self._loop_script()
+        published: list[Event] = []
+        for chunk in _chunks(events):
+            keys_, args, routes = self._script_arguments(chunk)
+            published += _numbered(chunk, routes, await script(keys=keys_, args=args))
+        return published
+
+    def _loop_script(self) -> AsyncScript:
+        """The publishing script on the running loop's own client (opened on first use)."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._loop_clients:
+            client = aioredis.Redis.from_url(self._url, decode_responses=True)
+            self._loop_clients[loop] = (client, client.register_script(_PUBLISH_MANY))
+        return self._loop_clients[loop][1]
+
+    async def close_on_loop(self) -> None:
+        opened = self._loop_clients.pop(asyncio.get_running_loop(), None)
+        if opened is not None:
+            await opened[0].aclose()
+
+    def _script_arguments(self, events: list[Event]) -> tuple[list[str], list[Any], list[list[str]]]:
+        """The publishing script's keys and arguments for ``events``, and each event's channels."""
         positions: dict[str, int] = {}
         channels: list[tuple[str, int]] = []
         keys_: list[str] = []
@@ -294,13 +319,7 @@ class RedisEventBus:
             entries.append(",".join(str(positions[channel]) for channel in route))
             entries.append(orjson.dumps({"type": event.type, "data": event.data, "trace": event.trace}, default=str))
             routes.append(route)
-        numbers: Any = self._publish_chunk(
-            keys=keys_, args=[self._window, self._channel, orjson.dumps(channels), *entries]
-        )
-        return [
-            event.numbered({channel: int(number) for channel, number in zip(route, ids.split(","), strict=True)})
-            for event, route, ids in zip(events, routes, numbers.split(";"), strict=True)
-        ]
+        return keys_, [self._window, self._channel, orjson.dumps(channels), *entries], routes
 
     async def history(self, channel: str, after: int | None) -> History:
         # In a thread, with the blocking client: it serves every event loop alike, and a replay
@@ -371,3 +390,19 @@ class RedisEventBus:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _chunks(events: list[Event]) -> Iterator[list[Event]]:
+    """``events`` traced to the publishing span, a script call's worth at a time."""
+    carrier = message_carrier("event.publish")
+    traced = [event.traced(carrier) for event in events]
+    for start in range(0, len(traced), _PUBLISH_CHUNK):
+        yield traced[start : start + _PUBLISH_CHUNK]
+
+
+def _numbered(events: list[Event], routes: list[list[str]], numbers: Any) -> list[Event]:
+    """``events`` with the ids the script gave them on their channels ("id,id;id,...")."""
+    return [
+        event.numbered({channel: int(number) for channel, number in zip(route, ids.split(","), strict=True)})
+        for event, route, ids in zip(events, routes, numbers.split(";"), strict=True)
+    ]

@@ -115,6 +115,7 @@ class EvaluationService:
 
     async def close(self) -> None:
         await self.evaluation_store.close()
+        await self.bus.close_on_loop()
 
     # writing
 
@@ -152,7 +153,8 @@ class EvaluationService:
             next(rows) if item.agent_id in known else InvalidField("agent_id", f"unknown agent {item.agent_id!r}")
             for item in submissions
         ]
-        await to_thread.run_sync(partial(_announce, self.bus, stored))
+        count_evaluations(stored)
+        await self.bus.publish_many_on_loop(_events(stored, batch=False))
         return outcomes
 
     async def submit_batch_on_loop(
@@ -171,7 +173,8 @@ class EvaluationService:
         if len(stored) < len(submissions):
             known = await self.evaluation_store.known_agents({item.agent_id for item in submissions})
             raise InvalidFields(_problems(submissions, known, batch=True))
-        await to_thread.run_sync(partial(_announce, self.bus, stored, batch=True))
+        count_evaluations(stored)
+        await self.bus.publish_many_on_loop(_events(stored, batch=True))
         body = orjson.dumps({"count": len(stored), "ids": [row.id for row in stored]}, option=JSON_OPTIONS)
         return Receipt(body, replayed=False)
 
@@ -300,24 +303,26 @@ def _store(session: Session, submissions: list[NewEvaluation], *, batch: bool) -
 
 def _announce(bus: EventBus, rows: list[Evaluation], *, batch: bool = False) -> None:
     count_evaluations(rows)
+    bus.publish_many(_events(rows, batch=batch))
+
+
+def _events(rows: list[Evaluation], *, batch: bool) -> list[Event]:
+    """What stored evaluations are announced as: an event each, or a batch's as rows (see `ROWS_PER_EVENT`)."""
     if not batch:
-        bus.publish_many([Event(EventType.EVALUATION_CREATED, item) for item in evaluations_event_data(rows)])
-        return
+        return [Event(EventType.EVALUATION_CREATED, item) for item in evaluations_event_data(rows)]
     by_agent: dict[str, list[list[Any]]] = {}
     formatted: dict[datetime, str] = {}
     for id_, agent, run, environment, region, reward, length, duration, status, created in rows:
         moment = formatted.get(created) or formatted.setdefault(created, created.isoformat())
         by_agent.setdefault(agent, []).append([id_, run, environment, region, reward, length, duration, status, moment])
-    bus.publish_many(
-        [
-            Event(
-                EventType.EVALUATIONS_CREATED,
-                {"agent_id": agent, "columns": BATCH_EVENT_COLUMNS, "rows": items[start : start + ROWS_PER_EVENT]},
-            )
-            for agent, items in by_agent.items()
-            for start in range(0, len(items), ROWS_PER_EVENT)
-        ]
-    )
+    return [
+        Event(
+            EventType.EVALUATIONS_CREATED,
+            {"agent_id": agent, "columns": BATCH_EVENT_COLUMNS, "rows": items[start : start + ROWS_PER_EVENT]},
+        )
+        for agent, items in by_agent.items()
+        for start in range(0, len(items), ROWS_PER_EVENT)
+    ]
 
 
 def evaluations_event_data(rows: Iterable[Evaluation]) -> list[dict[str, Any]]:
