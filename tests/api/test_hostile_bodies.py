@@ -49,6 +49,8 @@ def _body_operations(client: TestClient) -> Iterator[tuple[str, str, list[str]]]
             if "requestBody" not in operation:
                 continue
             schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            # An optional body is documented as anyOf [the model, null]: its fields are the model's.
+            schema = next((option for option in schema.get("anyOf", []) if "$ref" in option), schema)
             if "$ref" in schema:
                 schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
             yield method.upper(), re.sub(r"\{[^}]+\}", "1", path), list(schema.get("properties", {}))
