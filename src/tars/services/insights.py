@@ -14,14 +14,13 @@ import builtins
 import logging
 import math
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tars.bus.base import EventBus
@@ -50,11 +49,12 @@ from tars.storage.insights import subject_key
 from tars.storage.types import utcnow
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_PAGE = 500
-# Times a batch of observations is applied before a lost race is the caller's problem: each retry
-# finds what the winner stored, so a second attempt all but always goes through.
-APPLY_ATTEMPTS = 5
+# Times a transaction is run before a lost race is the caller's problem: each retry finds what the
+# winner stored, so a second attempt all but always goes through.
+ATTEMPTS = 5
 
 
 @cache
@@ -108,16 +108,12 @@ class InsightService:
         ordered = sorted(
             enumerate(observations), key=lambda item: (item[1].finding.kind.value, subject_key(item[1].finding.subject))
         )
-        for attempt in range(1, APPLY_ATTEMPTS + 1):
-            try:
-                with transaction(self.sessions) as session:
-                    now = utcnow()
-                    changes = [change for order, seen in ordered if (change := _apply(session, order, seen, now))]
-                break
-            except (DBAPIError, _LostRace) as exc:
-                if attempt == APPLY_ATTEMPTS or (isinstance(exc, DBAPIError) and not insights.is_lost_race(exc)):
-                    raise
-                log.info("applying %d observations lost a race (%s); again", len(ordered), type(exc).__name__)
+
+        def work(session: Session) -> builtins.list[_Change]:
+            now = utcnow()
+            return [change for order, seen in ordered if (change := _apply(session, order, seen, now))]
+
+        changes = self._retried(work)
         changes.sort(key=lambda change: change.order)
         events = [Event(change.event, insight_data(change.insight)) for change in changes if change.event]
         if events:
@@ -157,13 +153,27 @@ class InsightService:
         """Not worth attention: kept up to date quietly, not opened again until the condition clears."""
         return self._decide(insight_id, InsightState.DISMISSED, by, note)
 
+    def _retried(self, work: Callable[[Session], T]) -> T:
+        """``work`` in a transaction of its own, run again (a few times) if a concurrent writer
+        made it fail: each time it reads what the other stored."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with transaction(self.sessions) as session:
+                    return work(session)
+            except Exception as exc:
+                if attempt == ATTEMPTS or not (isinstance(exc, _LostRace) or insights.is_lost_race(exc)):
+                    raise
+                log.info("an insight transaction lost a race to another writer (%s); again", type(exc).__name__)
+        raise AssertionError("unreachable")
+
     def _decide(self, insight_id: int, state: InsightState, by: Principal | None, note: str | None) -> Insight:
         if note is not None and len(note) > MAX_NOTE_LENGTH:
             raise InvalidField("note", f"at most {MAX_NOTE_LENGTH} characters")
         if note is not None and "\x00" in note:
             raise InvalidField("note", "must not contain NUL characters")
         acknowledging = state is InsightState.ACKNOWLEDGED
-        with transaction(self.sessions) as session:
+
+        def work(session: Session) -> Insight:
             row = insights.get_row(session, insight_id, for_update=True)
             if row.state == InsightState.RESOLVED.value:
                 raise InsightResolved(insight_id, state.value)
@@ -189,7 +199,9 @@ class InsightService:
                     "note": note,
                 },
             )
-            insight = insights.insight_of(row)
+            return insights.insight_of(row)
+
+        insight = self._retried(work)
         event = EventType.INSIGHT_ACKNOWLEDGED if acknowledging else EventType.INSIGHT_DISMISSED
         self.bus.publish(Event(event, insight_data(insight)))
         return insight

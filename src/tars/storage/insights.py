@@ -12,6 +12,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from tars.domain.errors import NotFound
 from tars.domain.evaluations import Position
@@ -41,10 +42,12 @@ def subject_key(subject: Subject) -> str:
     return orjson.dumps([subject.agent_id, subject.environment, subject.region, subject.run_id]).decode()
 
 
-def is_lost_race(exc: DBAPIError) -> bool:
+def is_lost_race(exc: Exception) -> bool:
     """Whether ``exc`` is a concurrent writer's doing, so the transaction may be run again."""
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError | StaleDataError):
         return True
+    if not isinstance(exc, DBAPIError):
+        return False
     code = getattr(exc.orig, "sqlstate", None)
     return code in _RETRYABLE_CODES or "database is locked" in str(exc.orig)
 

@@ -243,6 +243,11 @@ class InsightRow(Base):
     note: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    # Every change sets updated_at, and writes only if it is still what was read (StaleDataError if
+    # not): on SQLite, which does not lock what a transaction reads, two writers that read the same
+    # insight cannot both change it.
+    __mapper_args__ = {"version_id_col": updated_at, "version_id_generator": False}  # noqa: RUF012 - SQLAlchemy reads it
+
 
 # The v1.0.1 indexes and those the hot queries need (migration 0004 builds them concurrently).
 Index(
