@@ -156,10 +156,12 @@ def _moment(value: str | None) -> str:
 
 def insight_table(items: list[dict[str, Any]]) -> Table:
     """Insights as a table, one a row (a terminal's width: long summaries wrap)."""
+    from rich.box import SIMPLE_HEAD
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(show_edge=False, pad_edge=False, caption=None if items else "no insights")
+    # Columns apart by spaces alone: rows read (and grep) as lines.
+    table = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False, caption=None if items else "no insights")
     for column in ("id", "severity", "state", "kind", "subject", "first seen (UTC)", "last seen (UTC)", "summary"):
         table.add_column(column, justify="right" if column == "id" else "left", overflow="fold")
     for item in items:
@@ -219,4 +221,4 @@ def insight_detail(insight: dict[str, Any]) -> Table:
 def _number(value: Any) -> str:
     if value is None:
         return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
