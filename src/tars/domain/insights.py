@@ -1,10 +1,11 @@
 """What the insight engine finds: a condition worth an operator's attention, with its evidence and
 what to do about it.
 
-The detectors (``tars.insight.detectors``) produce these; the insight service stores one open
-record per subject and kind, updates it as evidence grows, and resolves it when the condition
-clears. They live in the domain so that the service's use cases, below the detectors' package,
-read and store the same declaration.
+The detectors (``tars.insight.detectors``) produce findings; the engine hands them to the insight
+service as observations (their positions mapped to times), which keeps one unresolved `Insight` per
+subject and kind, updates it as evidence grows, and resolves it when the condition clears. They live
+in the domain so that the service's use cases, below the detectors' package, read and store the
+same declarations; the API, events and the CLI show the same `Insight`.
 """
 
 from __future__ import annotations
