@@ -103,6 +103,8 @@ class InsightService:
         - a finding whose ``last_seen_at`` is older than the insight's changes nothing, and one
           that says what the insight already says changes nothing.
         """
+        if not observations:
+            return []
         # Each subject's observations in the order given, subjects in one order for every replica:
         # two transactions lock the rows they share in the same order and never deadlock.
         ordered = sorted(
