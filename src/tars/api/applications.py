@@ -23,6 +23,7 @@ from tars.api.routes import (
     environments,
     evaluations,
     health,
+    insights,
     runs,
     train,
     ui,
@@ -99,7 +100,11 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
             await runtime.evaluations.close()
 
     app = _base_app(
-        runtime, DASHBOARD_API, "Evaluations, agents, runs and the live dashboard.", rate_limits, lifespan=lifespan
+        runtime,
+        DASHBOARD_API,
+        "Evaluations, agents, runs, insights and the live dashboard.",
+        rate_limits,
+        lifespan=lifespan,
     )
     app.state.hub = hub
     # The dashboard's own page starts training too, from its origin.
@@ -108,6 +113,7 @@ def create_dashboard_app(runtime: Runtime, *, rate_limits: RateLimits | None = N
         agents.router,
         environments.router,
         runs.router,
+        insights.router,
         train.router,
         ws.router,
         ui.router,

@@ -13,6 +13,7 @@ from tars.domain.agents import Agent
 from tars.domain.audit import AuditEvent
 from tars.domain.errors import InvalidField
 from tars.domain.evaluations import Evaluation, EvaluationSeries, EvaluationSummary
+from tars.domain.insights import MAX_NOTE_LENGTH, Insight, InsightPage
 from tars.domain.regions import Region
 from tars.domain.runs import Run
 from tars.domain.users import ApiKey, User
@@ -261,3 +262,14 @@ class RecoverIn(RequestModel):
 
 class RecoverOut(BaseModel):
     requeued: list[str]
+
+
+class InsightNoteIn(RequestModel):
+    note: str | None = Field(
+        default=None, max_length=MAX_NOTE_LENGTH, description="Why: kept with the insight and in the audit log"
+    )
+
+
+# Insights go out as their domain records (tars.domain.insights.Insight, InsightPage).
+InsightOut = Insight
+InsightPageOut = InsightPage

@@ -46,7 +46,7 @@ class Credentials:
         if self._saved is None or "refresh_token" not in self._saved:
             return False
         url = f"{self._saved['url']}/api/v1/auth/refresh"
-        body = _request("POST", url, json={"refresh_token": self._saved["refresh_token"]})
+        body = call_api("POST", url, json={"refresh_token": self._saved["refresh_token"]})
         save_login(self._path, self._saved["url"], body)
         self._saved = json.loads(self._path.read_text())
         self.token = body["access_token"]
@@ -74,9 +74,11 @@ class NoAnswer(click.ClickException):
     """The service could not be reached, or said it cannot answer now (5xx): worth asking again later."""
 
 
-def _request(
+def call_api(
     method: str, url: str, credentials: Credentials | None = None, *, timeout: float = 30.0, **kwargs: Any
 ) -> Any:
+    """The JSON a service answers (a 4xx as a ClickException naming what is wrong, a 5xx or no
+    answer as NoAnswer), the login refreshed once if its access token ran out."""
     import httpx  # here, not at the top: `tars worker` and `tars up` load this module and never call out
 
     for attempt in range(2):
@@ -107,7 +109,7 @@ def login(settings: Settings, username: str, password_stdin: bool, url: str | No
     else:
         password = click.prompt("Password", hide_input=True)
     base = (url or settings.orchestration_base_url).rstrip("/")
-    body = _request("POST", f"{base}/api/v1/auth/login", json={"username": username, "password": password})
+    body = call_api("POST", f"{base}/api/v1/auth/login", json={"username": username, "password": password})
     save_login(_token_path(settings), base, body)
     days = body["refresh_expires_in"] // 86400
     click.echo(f"logged in as {username}; the login lasts {days} day(s) of use, renewed as needed")
@@ -187,11 +189,11 @@ def train(
         body["environment"] = environment
     if seed is not None:
         body["seed"] = seed
-    started = _request("POST", f"{base}/api/v1/train", credentials, json=body)
+    started = call_api("POST", f"{base}/api/v1/train", credentials, json=body)
     run_id = started["run_id"]
 
     def read_run() -> dict[str, Any]:
-        run: dict[str, Any] = _request("GET", f"{base}/api/v1/runs/{run_id}", credentials, timeout=READ_TIMEOUT_SECONDS)
+        run: dict[str, Any] = call_api("GET", f"{base}/api/v1/runs/{run_id}", credentials, timeout=READ_TIMEOUT_SECONDS)
         return run
 
     if not as_json:
@@ -255,5 +257,5 @@ def _follow(
 def cancel(settings: Settings, run_id: str, url: str | None, token: str | None) -> None:
     """Cancel RUN_ID: at once when queued, within a second when running."""
     base = (url or settings.orchestration_base_url).rstrip("/")
-    run = _request("POST", f"{base}/api/v1/runs/{run_id}/cancel", Credentials(settings, token))
+    run = call_api("POST", f"{base}/api/v1/runs/{run_id}/cancel", Credentials(settings, token))
     click.echo(f"run {run_id}: {run['status']}" + (" (stopping)" if run["status"] == "running" else ""))

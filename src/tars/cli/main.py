@@ -13,6 +13,7 @@ from tars.cli import client
 from tars.cli.accounts import accounts
 from tars.cli.apikeys import apikeys
 from tars.cli.dev import dev
+from tars.cli.insights import insights
 from tars.domain.users import Role
 from tars.settings import Settings
 from tars.tracing.logs import configure_logging
@@ -251,6 +252,7 @@ def users_create(ctx: click.Context, username: str, role: str, password_stdin: b
 
 cli.add_command(apikeys)
 cli.add_command(dev)
+cli.add_command(insights)
 cli.add_command(client.login)
 cli.add_command(client.train)
 cli.add_command(client.cancel)

@@ -23,6 +23,8 @@ class AuditAction(StrEnum):
     TRAINING_CANCELLED = "training.cancelled"
     EVALUATION_DELETED = "evaluation.deleted"
     AGENT_DELETED = "agent.deleted"
+    INSIGHT_ACKNOWLEDGED = "insight.acknowledged"
+    INSIGHT_DISMISSED = "insight.dismissed"
 
 
 class Outcome(StrEnum):

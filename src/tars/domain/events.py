@@ -19,9 +19,16 @@ class EventType:
     # Many evaluations of one agent stored by one batch submission: data {"agent_id", "columns", "rows"}.
     EVALUATIONS_CREATED = "evaluations.created"
     EVALUATION_DELETED = "evaluation.deleted"
+    # What the insight engine found, and what operators did with it: data is the insight, as the API
+    # answers it (tars.domain.insights.Insight).
+    INSIGHT_OPENED = "insight.opened"
+    INSIGHT_UPDATED = "insight.updated"
+    INSIGHT_RESOLVED = "insight.resolved"
+    INSIGHT_ACKNOWLEDGED = "insight.acknowledged"
+    INSIGHT_DISMISSED = "insight.dismissed"
 
 
-PLAIN_CHANNELS = ("runs", "evaluations")
+PLAIN_CHANNELS = ("runs", "evaluations", "insights")
 CHANNEL_PREFIXES = ("agent:", "run:")
 MAX_CHANNEL_LENGTH = 128
 
@@ -30,6 +37,14 @@ def is_channel(name: object) -> bool:
     if not isinstance(name, str) or len(name) > MAX_CHANNEL_LENGTH:
         return False
     return name in PLAIN_CHANNELS or any(name.startswith(p) and len(name) > len(p) for p in CHANNEL_PREFIXES)
+
+
+def _kind_channel(event_type: str) -> str:
+    if event_type.startswith(("evaluation.", "evaluations.")):
+        return "evaluations"
+    if event_type.startswith("insight."):
+        return "insights"
+    return "runs"
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,7 @@ class Event:
     @property
     def channels(self) -> list[str]:
         """Every channel this event belongs on: its kind's, its agent's and its run's."""
-        channels = ["evaluations" if self.type.startswith(("evaluation.", "evaluations.")) else "runs"]
+        channels = [_kind_channel(self.type)]
         if agent_id := self.data.get("agent_id"):
             channels.append(f"agent:{agent_id}")
         if run_id := self.data.get("run_id"):

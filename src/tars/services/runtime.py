@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from tars.bus.base import EventBus, JobQueue, WorkerRegistry
 from tars.services.agents import AgentService
 from tars.services.audit import AuditLog
+from tars.services.insights import InsightService
 from tars.services.live import LiveEvents
 from tars.services.recording import AttemptService
 from tars.services.runs import RunService
@@ -83,6 +84,11 @@ class Runtime:
     def attempts(self) -> AttemptService:
         """Where separate workers' attempts are recorded; their checkpoints lie in the artifact store."""
         return AttemptService(self.sessions, self.bus, self.settings.region, self.settings.artifacts)
+
+    @cached_property
+    def insights(self) -> InsightService:
+        """What the insight engine found: applied by the engine, read and acted on by operators."""
+        return InsightService(self.sessions, self.bus)
 
     @cached_property
     def workers(self) -> WorkerService:

@@ -209,6 +209,46 @@ class AuditEventRow(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class InsightRow(Base):
+    """What the insight engine found about one subject (tars.domain.insights.Insight)."""
+
+    __tablename__ = "insights"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    # No foreign keys: an insight outlives the agent or run it was about, as the audit log does.
+    agent_id: Mapped[str] = mapped_column(String(64))
+    environment: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(32))
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    # The subject's four fields as one value (storage.insights.subject_key): what "one unresolved
+    # insight per kind and subject" is held on, NULLs and all.
+    subject_key: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
+    confidence: Mapped[float] = mapped_column(Float)
+    impact: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[str] = mapped_column(Text)
+    # {"action", "reason", "parameters"}
+    recommendation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    resolution: Mapped[str | None] = mapped_column(Text)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dismissed_by: Mapped[str | None] = mapped_column(String(128))
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Every change sets updated_at, and writes only if it is still what was read (StaleDataError if
+    # not): on SQLite, which does not lock what a transaction reads, two writers that read the same
+    # insight cannot both change it.
+    __mapper_args__ = {"version_id_col": updated_at, "version_id_generator": False}  # noqa: RUF012 - SQLAlchemy reads it
+
+
 # The v1.0.1 indexes and those the hot queries need (migration 0004 builds them concurrently).
 Index(
     "idx_evaluations_agent_region_time",
@@ -260,3 +300,23 @@ evaluation_rollups = Table(
     PrimaryKeyConstraint("agent_id", "environment", "region", "bucket", name="pk_evaluation_rollups"),
 )
 Index("idx_evaluation_rollups_bucket", evaluation_rollups.c.bucket)
+
+# Insights (migration 0007). At most one unresolved insight per kind and subject: two engine
+# replicas opening the same one at once meet here, and one of them updates the other's instead.
+UNRESOLVED_INSIGHT = text("state <> 'resolved'")
+Index(
+    "idx_insights_unresolved_subject",
+    InsightRow.kind,
+    InsightRow.subject_key,
+    unique=True,
+    postgresql_where=UNRESOLVED_INSIGHT,
+    sqlite_where=UNRESOLVED_INSIGHT,
+)
+# A subject's earlier insights of a kind: when the last one cleared (a replayed finding from before is stale).
+Index("idx_insights_subject", InsightRow.kind, InsightRow.subject_key, InsightRow.resolved_at)
+# The list, newest first (keyset on first_seen_at, id), and filtered by state, agent, kind or run.
+Index("idx_insights_time", InsightRow.first_seen_at.desc(), InsightRow.id.desc())
+Index("idx_insights_state_time", InsightRow.state, InsightRow.first_seen_at.desc(), InsightRow.id.desc())
+Index("idx_insights_agent_time", InsightRow.agent_id, InsightRow.first_seen_at.desc(), InsightRow.id.desc())
+Index("idx_insights_kind_time", InsightRow.kind, InsightRow.first_seen_at.desc(), InsightRow.id.desc())
+Index("idx_insights_run", InsightRow.run_id)

@@ -136,7 +136,7 @@ def _parse(raw: str) -> dict[str, Any]:
 def _subscription(frame: dict[str, Any]) -> Subscribe | Unsubscribe:
     channel = frame.get("channel")
     if not is_channel(channel):
-        raise BadFrame(f"unknown channel {channel!r}; use runs, evaluations, agent:<id> or run:<id>")
+        raise BadFrame(f"unknown channel {channel!r}; use runs, evaluations, insights, agent:<id> or run:<id>")
     assert isinstance(channel, str)
     if frame["type"] == "unsubscribe":
         return Unsubscribe(channel)
