@@ -202,6 +202,39 @@ def test_overview_has_at_least_60_panels_all_on_defined_recording_rules() -> Non
     )
 
 
+def section(dashboard: Dashboard, title: str) -> list[Panel]:
+    """The panels under the row titled `title`, up to the next row."""
+    found: list[Panel] | None = None
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            if found is not None:
+                break
+            if panel["title"] == title:
+                found = list(panel.get("panels", []))  # a collapsed row holds its panels
+        elif found is not None:
+            found.append(panel)
+    assert found, f"{dashboard['uid']}: no row {title!r}, or nothing under it"
+    return found
+
+
+def test_overview_shows_open_insights_by_kind_and_severity_and_the_critical_ones() -> None:
+    """The insights row reads the recording rule that counts each insight once across insight-engine
+    replicas (deploy/prometheus/rules/recording-insights.yml), never the raw gauge they each export."""
+    rule = "tars:insights_open:max"
+    assert rule in recording_rules()
+    insights = section(dashboards()["tars-overview"], "Insights")
+    targets = [(panel, target) for panel in insights for target in panel["targets"]]
+    assert targets and all(metric_names(target["expr"]) == {rule} for _, target in targets), targets
+    by_kind_and_severity = [
+        panel
+        for panel, target in targets
+        if panel["type"] == "timeseries" and {"{{kind}}", "{{severity}}"} <= set(target.get("legendFormat", "").split())
+    ]
+    assert by_kind_and_severity, "no series per kind and severity"
+    critical = {panel["type"] for panel, target in targets if 'severity="critical"' in target["expr"]}
+    assert {"stat", "table"} <= critical, critical
+
+
 @pytest.mark.parametrize("uid", ["tars-agents", "tars-database", "tars-canary"])
 def test_dashboards_read_only_documented_metrics_or_defined_rules(uid: str) -> None:
     allowed = documented_metrics() | recording_rules()

@@ -29,6 +29,7 @@ REQUIRED_RECORDINGS = {
     "tars:slo_compliance:api_latency",
     "tars:slo_compliance:error_rate",
     "tars:slo_compliance:evaluation_success",
+    "tars:insights_open:max",
 }
 # Not ours, and allowed: scrape health, rule health (the rule-failure alert), and prometheus_client's
 # process metrics.
@@ -181,6 +182,7 @@ def test_configuration_is_valid_and_scrapes_the_local_stack() -> None:
     assert targets["tars-dashboard-api"] == ["127.0.0.1:3001"]
     assert targets["tars-orchestration"] == ["127.0.0.1:8094"]
     assert targets["tars-worker"] == ["127.0.0.1:9108"]
+    assert targets["tars-insight-engine"] == ["127.0.0.1:8090"]
     assert targets["prometheus"] == ["127.0.0.1:9090"]  # the rule-failure alert reads its own metrics
 
 

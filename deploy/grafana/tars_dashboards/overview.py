@@ -86,6 +86,55 @@ def _health() -> Section:
     )
 
 
+# Every insight-engine replica exports the same counts: tars:insights_open:max counts each once.
+INSIGHTS_OPEN = "tars:insights_open:max"
+
+
+def _insights() -> Section:
+    return Section(
+        "Insights",
+        [
+            stat(
+                "Critical insights open",
+                Query(f'sum({INSIGHTS_OPEN}{{severity="critical"}})'),
+                description="Open or acknowledged; TarsCriticalInsightOpen pages while there is one.",
+                thresholds=((None, "green"), (1, "red")),
+                decimals=0,
+                height=8,
+            ),
+            stat(
+                "Insights open",
+                Query(f"sum({INSIGHTS_OPEN})"),
+                description="Open or acknowledged, every kind and severity.",
+                thresholds=((None, "green"), (1, "orange")),
+                decimals=0,
+                height=8,
+            ),
+            timeseries(
+                "Open insights by kind and severity",
+                Query(f"{INSIGHTS_OPEN} > 0", "{{severity}} {{kind}}"),
+                description="Held open by the insight engine (docs/insights.md): `tars insights list --state active`.",
+                stacked=True,
+                min_value=0,
+                width=16,
+            ),
+            table(
+                "Critical insights by kind",
+                Query(f'{INSIGHTS_OPEN}{{severity="critical"}} > 0'),
+                columns=["open"],
+                description="`tars insights list --state active --severity critical --kind KIND` lists them.",
+                height=6,
+            ),
+            table(
+                "Insights open now",
+                Query(f"{INSIGHTS_OPEN} > 0"),
+                columns=["open"],
+                height=6,
+            ),
+        ],
+    )
+
+
 def _slo() -> Section:
     def burn_rates(slo: str) -> list[Query]:
         # The worst service per window: one curve per window keeps the panel legible.
@@ -711,6 +760,7 @@ def build() -> models.Dashboard:
         variables=[],
         sections=[
             _health(),
+            _insights(),
             _slo(),
             _traffic(),
             _errors(),

@@ -1,14 +1,17 @@
-// One agent: the training reward of its latest run, live, and the reward of its latest evaluations,
-// from the channel `agent:<id>`. The page exists while it is shown; leaving it unsubscribes.
+// One agent: the training reward of its latest run, live, and the reward of its latest evaluations
+// with markers where its insights began, from the channel `agent:<id>`. The page exists while it is
+// shown; leaving it unsubscribes.
 
 import { ApiError, api } from "./api.js";
 import { lineChart, rollingMean } from "./charts.js";
 import { $, cell, coalesce, el, progressOf, reward, shortId, statusBadge, syncRows, time } from "./dom.js";
+import { evaluationMarkers, insightItem, isActive, isInsightEvent } from "./insights.js";
 import { evaluationRow, evaluationsTable } from "./overview.js";
 import { LiveCollection, Reloader, RewardSeries, createdEvaluations, isEvaluationEvent } from "./store.js";
 
 const AGENT_RUNS = 10; // GET /api/v1/runs?agent_id=..&limit=10
 const AGENT_EVALUATIONS = 100; // GET /api/v1/evaluations?agent_id=..&limit=100: the curve's points
+const AGENT_INSIGHTS = 100; // GET /api/v1/insights?agent_id=..&limit=100: the newest, in any state
 const SMOOTHING = 10; // episodes in the rolling mean of the training curve
 // What the API accepts as an agent id; anything else in the address names no agent.
 const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -24,6 +27,11 @@ export class AgentPage {
     this.missing = false;
     this.runs = new LiveCollection({ keyOf: (run) => run.run_id, limit: AGENT_RUNS });
     this.evaluations = new LiveCollection({ keyOf: (evaluation) => evaluation.id, limit: AGENT_EVALUATIONS });
+    this.insights = new LiveCollection({
+      keyOf: (insight) => insight.id,
+      limit: AGENT_INSIGHTS,
+      timeOf: (insight) => insight.first_seen_at,
+    });
     this.restarted = new Map();
     this.series = null; // the training rewards of the latest run
     this.seriesLoader = null;
@@ -40,9 +48,10 @@ export class AgentPage {
           }),
           api("/api/v1/runs", { query: { agent_id: agentId, limit: AGENT_RUNS } }),
           api("/api/v1/evaluations", { query: { agent_id: agentId, limit: AGENT_EVALUATIONS } }),
+          api("/api/v1/insights", { query: { agent_id: agentId, limit: AGENT_INSIGHTS } }),
         ]);
       },
-      ([agent, runs, evaluations], asked) => {
+      ([agent, runs, evaluations, insights], asked) => {
         this.agent = agent;
         this.missing = agent === null;
         this.runs.applySnapshot(runs.items, asked);
@@ -50,6 +59,7 @@ export class AgentPage {
           accept: (evaluation) => !((this.restarted.get(evaluation.run_id) ?? 0) > asked),
         });
         for (const [runId, seq] of this.restarted) if (seq <= asked) this.restarted.delete(runId);
+        this.insights.applySnapshot(insights.items, asked);
         // The latest run's rewards are reloaded too: the reset may have hidden some of its episodes.
         this.followLatestRun({ reload: true });
         this.render();
@@ -83,8 +93,16 @@ export class AgentPage {
       el(
         "section",
         { class: "card" },
-        el("h3", {}, `Evaluation reward `, el("span", { class: "muted" }, `(latest ${AGENT_EVALUATIONS})`)),
+        el(
+          "h3",
+          {},
+          `Evaluation reward `,
+          el("span", { class: "muted" }, `(latest ${AGENT_EVALUATIONS}; flags mark where insights began, coloured by severity)`),
+        ),
         el("div", { class: "chart-box", id: "evaluation-chart" }),
+        el("h4", { id: "agent-insights-heading" }, "Active insights"),
+        el("ul", { class: "insight-list", id: "agent-insights", "aria-labelledby": "agent-insights-heading" }),
+        el("p", { class: "empty", id: "agent-insights-empty" }, "No active insights for this agent."),
       ),
       form ? el("section", { class: "card" }, el("h3", {}, "Start training"), form) : null,
       el(
@@ -149,6 +167,8 @@ export class AgentPage {
     const data = frame.data;
     if (isEvaluationEvent(frame.event)) {
       for (const evaluation of createdEvaluations(frame)) this.evaluations.apply(evaluation, seq);
+    } else if (isInsightEvent(frame.event)) {
+      this.insights.apply(data, seq);
     } else if (frame.event.startsWith("run.")) {
       // A run this page does not know, once its runs are loaded, is older than the ones it shows
       // (a newer one would have come with its `run.queued` event): not the page's business.
@@ -257,8 +277,18 @@ export class AgentPage {
           })),
         },
       ],
-      { xLabel: "evaluation, oldest to newest", yLabel: "reward", integerX: true, empty: "No evaluations yet." },
+      {
+        xLabel: "evaluation, oldest to newest",
+        yLabel: "reward",
+        integerX: true,
+        empty: "No evaluations yet.",
+        markers: evaluationMarkers(this.insights.values(), oldestFirst),
+        markerName: "insight began",
+      },
     );
+    const active = this.insights.values().filter(isActive);
+    $("#agent-insights", root).replaceChildren(...active.map(insightItem));
+    $("#agent-insights-empty", root).hidden = active.length > 0;
 
     const runs = this.runs.values();
     syncRows($("#agent-runs tbody", root), runs, (run) => run.run_id, (row, run) => {

@@ -1,5 +1,5 @@
 // The dashboard: login, then a single page with hash routes —
-//   #/                    overview
+//   #/                    overview (active insights, runs, agents, evaluations)
 //   #/agents/<agent_id>   one agent's training and evaluation curves
 //   #/evaluations?...     the evaluations explorer
 // Every page reads REST for what was before and the live feed (live.js) for what comes after.
@@ -69,7 +69,7 @@ function startSession() {
   $("#user").textContent = session.username;
   $("#role").textContent = session.role;
 
-  overview = new Overview({ section: $("#overview-page"), report });
+  overview = new Overview({ section: $("#overview-page"), report, operator: canOperate(session) });
   overview.onAgents(() => trainForms.forEach((refresh) => refresh()));
   $("#overview-train").replaceChildren();
   const form = trainFormFor(undefined);
@@ -180,7 +180,7 @@ function logout(message = "") {
   overview = null;
   session = null;
   trainForms.clear();
-  for (const id of ["#active-runs", "#agents", "#runs", "#evaluations"]) $(`${id} tbody`).replaceChildren();
+  for (const id of ["#insights", "#active-runs", "#agents", "#runs", "#evaluations"]) $(`${id} tbody`).replaceChildren();
   showLogin(message);
 }
 

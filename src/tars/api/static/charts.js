@@ -73,14 +73,21 @@ function format(value) {
 }
 
 /**
- * Draws `series` into `container` (replacing what it held).
+ * Draws `series` into `container` (replacing what it held), and `markers`: a vertical line each at
+ * an x within the series' range (where something began), with its label as tooltip and name.
  * @param {HTMLElement} container
  * @param {{name: string, className: string, points: {x: number, y: number, label?: string}[], dots?: boolean}[]} series
- * @param {{xLabel: string, yLabel: string, empty: string, xFormat?: (x: number) => string, integerX?: boolean}} options
+ * @param {{xLabel: string, yLabel: string, empty: string, xFormat?: (x: number) => string, integerX?: boolean,
+ *          markers?: {x: number, label: string, className?: string, attributes?: object}[], markerName?: string}} options
  */
-export function lineChart(container, series, { xLabel, yLabel, empty, xFormat = format, integerX = false }) {
+export function lineChart(
+  container,
+  series,
+  { xLabel, yLabel, empty, xFormat = format, integerX = false, markers = [], markerName = "marker" },
+) {
   const drawn = series.filter((s) => s.points.length > 0);
   container.dataset.points = String(series.length ? series[0].points.length : 0);
+  container.dataset.markers = String(drawn.length ? markers.length : 0);
   if (drawn.length === 0) {
     const note = document.createElement("p");
     note.className = "empty";
@@ -149,6 +156,7 @@ export function lineChart(container, series, { xLabel, yLabel, empty, xFormat = 
     }
     svg.append(group);
   }
+  if (markers.length) svg.append(markerLayer(markers, sx));
 
   const legend = document.createElement("div");
   legend.className = "legend";
@@ -158,5 +166,32 @@ export function lineChart(container, series, { xLabel, yLabel, empty, xFormat = 
     key.textContent = s.name;
     legend.append(key);
   }
+  if (markers.length) {
+    const key = document.createElement("span");
+    key.className = "key marker";
+    key.textContent = markerName;
+    legend.append(key);
+  }
   container.replaceChildren(svg, legend);
+}
+
+// Markers are focusable images named by their label, so a keyboard or screen reader reaches them too.
+function markerLayer(markers, sx) {
+  const layer = element("g", { class: "markers" });
+  for (const marker of markers) {
+    const x = sx(marker.x);
+    const group = element("g", {
+      ...(marker.attributes || {}),
+      class: `marker ${marker.className || ""}`.trim(),
+      "data-x": marker.x,
+      role: "img",
+      "aria-label": marker.label,
+      tabindex: 0,
+    });
+    group.append(element("line", { x1: x.toFixed(1), x2: x.toFixed(1), y1: MARGIN.top, y2: HEIGHT - MARGIN.bottom }));
+    group.append(element("path", { d: `M${(x - 5).toFixed(1)},${MARGIN.top - 10}h10l-5,9z` }));
+    group.append(element("title", {}, marker.label));
+    layer.append(group);
+  }
+  return layer;
 }

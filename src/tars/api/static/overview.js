@@ -1,9 +1,10 @@
-// The overview: runs in progress with their live progress, agents, recent runs and the latest
-// evaluations. It holds the state of the `runs` and `evaluations` channels for the whole page
-// (the header and the other pages read it too), so it lives as long as the session.
+// The overview: active insights, runs in progress with their live progress, agents, recent runs and
+// the latest evaluations. It holds the state of the `runs`, `evaluations` and `insights` channels for
+// the whole page (the header and the other pages read it too), so it lives as long as the session.
 
 import { api } from "./api.js";
 import { $, agentLink, cell, coalesce, el, progressOf, reward, shortId, statusBadge, syncRows, time } from "./dom.js";
+import { InsightsPanel } from "./insights-panel.js";
 import { LiveCollection, Reloader, createdEvaluations, isEvaluationEvent } from "./store.js";
 
 export const RECENT_RUNS = 20; // GET /api/v1/runs?limit=20: what "Recent runs" shows
@@ -12,10 +13,11 @@ const IN_PROGRESS_LIMIT = 100; // per status, queued and running
 const IN_PROGRESS = new Set(["queued", "running"]);
 
 export class Overview {
-  constructor({ section, report }) {
+  /** `operator`: whether the user may act (acknowledge, dismiss); the server checks the role too. */
+  constructor({ section, report, operator = false }) {
     this.section = section;
     this.report = report;
-    this.channels = ["runs", "evaluations"];
+    this.channels = ["runs", "evaluations", "insights"];
     this.runs = new LiveCollection({
       keyOf: (run) => run.run_id,
       limit: RECENT_RUNS,
@@ -30,6 +32,7 @@ export class Overview {
     this.agents = [];
     this.render = coalesce(() => this.draw());
     this.agentListeners = new Set();
+    this.insights = new InsightsPanel({ root: section, report, operator, render: this.render });
 
     this.runsLoader = new Reloader(
       () =>
@@ -77,12 +80,14 @@ export class Overview {
     this.runsLoader.request();
     this.evaluationsLoader.request();
     this.agentsLoader.request();
+    this.insights.load();
   }
 
   stop() {
     this.runsLoader.cancel();
     this.evaluationsLoader.cancel();
     this.agentsLoader.cancel();
+    this.insights.stop();
   }
 
   refreshAgents() {
@@ -93,6 +98,7 @@ export class Overview {
   reload(channel) {
     if (channel === "runs") this.runsLoader.request();
     if (channel === "evaluations") this.evaluationsLoader.request();
+    if (channel === "insights") this.insights.load();
   }
 
   event(frame, seq) {
@@ -102,7 +108,7 @@ export class Overview {
         this.evaluations.apply(evaluation, seq);
         this.freshEvaluations.add(evaluation.id);
       }
-    } else return;
+    } else if (!this.insights.event(frame, seq)) return;
     this.render();
   }
 
@@ -150,6 +156,7 @@ export class Overview {
     const fresh = new Set(this.freshEvaluations);
     this.freshEvaluations.clear();
     if (this.section.hidden) return;
+    this.insights.draw();
     const active = this.inProgress();
     syncRows($("#active-runs tbody", this.section), active, (run) => run.run_id, (row, run) => {
       row.dataset.runId = run.run_id;

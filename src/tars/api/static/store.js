@@ -30,10 +30,13 @@ export function timeKey(iso) {
   return millis * 1000 + Number((fraction + "000000").slice(0, 6));
 }
 
-/** Newest first by `created_at`, then by key, as the REST API orders runs and evaluations. */
-export function newestFirst(keyOf) {
+/**
+ * Newest first by `created_at` (or the time `timeOf` reads), then by key, as the REST API orders
+ * runs and evaluations (and insights, by `first_seen_at`).
+ */
+export function newestFirst(keyOf, timeOf = (item) => item.created_at) {
   return (a, b) => {
-    const byTime = timeKey(b.created_at) - timeKey(a.created_at);
+    const byTime = timeKey(timeOf(b)) - timeKey(timeOf(a));
     if (byTime !== 0 && !Number.isNaN(byTime)) return byTime;
     const ka = keyOf(a);
     const kb = keyOf(b);
@@ -51,12 +54,13 @@ export class LiveCollection {
    * @param {(item: object) => string|number} options.keyOf
    * @param {number} [options.limit]     how many of the newest it keeps (what the page shows)
    * @param {(item: object) => boolean} [options.retain]  kept even beyond the limit (runs in progress)
+   * @param {(item: object) => string} [options.timeOf]  the ISO time it is ordered by (`created_at`)
    */
-  constructor({ keyOf, limit = Number.POSITIVE_INFINITY, retain = () => false }) {
+  constructor({ keyOf, limit = Number.POSITIVE_INFINITY, retain = () => false, timeOf }) {
     this.keyOf = keyOf;
     this.limit = limit;
     this.retain = retain;
-    this.compare = newestFirst(keyOf);
+    this.compare = newestFirst(keyOf, timeOf);
     this.records = new Map();
     // key -> sequence of its removal, so that a snapshot requested earlier cannot bring it back
     this.removed = new Map();
