@@ -10,6 +10,7 @@ read and store the same declaration.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 # One number, a label, or a small summary (``{"mean": ..., "median": ..., "n": ...}``): what JSON,
@@ -98,3 +99,13 @@ class Finding:
     def key(self) -> tuple[FindingKind, Subject]:
         """One open finding per subject and kind: the key the service keeps it under."""
         return self.kind, self.subject
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A finding as the engine hands it on: its stream positions mapped to the times of the
+    evaluations (or episodes) at those positions. Replaying the same observation changes nothing."""
+
+    finding: Finding
+    first_seen_at: datetime
+    last_seen_at: datetime
