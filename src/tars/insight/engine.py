@@ -288,7 +288,9 @@ class InsightEngine:
             return
         # The channel's end is read before the database: whatever is stored after it is in the channel.
         channel_end = await self._feed.channel_end(agent_id)
-        self._agents[agent_id] = await asyncio.to_thread(self._restore, agent_id, channel_end)
+        agent = await asyncio.to_thread(self._restore, agent_id, channel_end)
+        agent.lag = max(0, channel_end - agent.checkpoint.last_event_id)
+        self._agents[agent_id] = agent
         self._dirty.add(agent_id)
 
     def _restore(self, agent_id: str, channel_end: int) -> _Agent:
