@@ -508,7 +508,10 @@ def engine_throughput(args: argparse.Namespace) -> dict[str, Any]:
             jwt_secret="bench-" + "x" * 40,
             log_level="WARNING",
             insight_replica="bench-replica",
+            **({"clear_frequency": args.window} if args.window else {}),
         )
+        if args.window:
+            dashboard.env["TARS_CLEAR_FREQUENCY"] = str(args.window)
         runtime = build_runtime(settings, migrate_schema=False)
         try:
             for agent_id in agents:
@@ -574,6 +577,10 @@ def engine_throughput(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "insights_throughput",
         "evaluations": total,
         "agents": args.agents,
+        "window_events": args.window or 1000,
+        "engine_read_from": "database (catch-up)"
+        if args.window and total // 100 // args.agents > args.window
+        else "the channels' windows",
         "ingest": {
             "endpoint": "POST /api/v1/evaluations/batch",
             "items_per_request": 1000,
@@ -602,6 +609,13 @@ def main() -> None:
     engine.add_argument("--evaluations", type=int, default=200_000)
     engine.add_argument("--agents", type=int, default=8)
     engine.add_argument("--clients", type=int, default=4, help="concurrent batch POSTs")
+    engine.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="events each channel keeps (TARS_CLEAR_FREQUENCY); smaller than the backlog's, the engine "
+        "catches up from the database instead of the channels",
+    )
     engine.add_argument("--seed", type=int, default=0)
     engine.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     add_postgres_arguments(engine)

@@ -186,8 +186,9 @@ def distributed_stack(
     """Starts T.A.R.S. distributed on a fresh PostgreSQL database and Redis, one process per service.
 
     As an operator does: `tars db upgrade`, then `tars serve dashboard-api`, `tars serve orchestration`,
-    `tars serve insight-engine` and one `tars worker` per ``workers`` (named worker-0, worker-1, ...), each on a port it binds
-    (port 0) and prints; the stack's env then names the APIs' ports, for the CLI and restarts.
+    `tars serve insight-engine` and one `tars worker` per ``workers`` (named worker-0, worker-1, ...),
+    each on a port it binds (port 0) and prints; the stack's env then names the services' ports, for the
+    CLI and restarts.
     Returns once every service is healthy and every worker has reported in.
     """
 

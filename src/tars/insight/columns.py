@@ -100,9 +100,7 @@ class EvaluationColumns:
         """From evaluations read back from the database."""
         if not rows:
             return EvaluationColumns.empty()
-        ids, runs, environments, regions, rewards, _, durations, statuses, created = zip(
-            *((row[0], *row[2:]) for row in rows), strict=True
-        )
+        ids, _, runs, environments, regions, rewards, _, durations, statuses, created = zip(*rows, strict=True)
         moments = {moment: moment.timestamp() for moment in set(created)}
         return _columns(ids, runs, environments, regions, rewards, durations, statuses, created, moments)
 
