@@ -127,6 +127,9 @@ class InsightEngine:
         self.replicas: list[str] = []
         self.running = False
         self.evaluations_processed = 0
+        # The counters read 0 from the start, not nothing: rates over them need a first sample.
+        INSIGHT_EVALUATIONS_PROCESSED.labels(VERSION)
+        INSIGHT_EPISODES_PROCESSED.labels(VERSION)
 
     @property
     def replica(self) -> str:
