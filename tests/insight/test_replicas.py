@@ -3,8 +3,13 @@ or not (one is killed mid-stream): every evaluation is processed exactly once (r
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +18,9 @@ from fastapi.testclient import TestClient
 
 from tars.services.runtime import Runtime
 from tars.settings import Settings
+from tars.storage.insight_feed import checkpoints as insight_checkpoints
 from tars.wiring.runtime import build_runtime
+from tests.conftest import TEST_SECRET
 from tests.insight.conftest import BUILTIN_AGENTS, Committed, RecordingSink, post_batch
 from tests.insight.test_engine import stored_ids
 from tests.waiting import eventually
@@ -110,3 +117,70 @@ def test_replicas_split_the_agents_hand_them_over_and_a_killed_one_loses_nothing
     }
     assert committed.count() == posted
     stall.released.set()  # the killed replica's thread, let go: it finds its loop gone
+
+
+def test_a_killed_insight_engine_process_is_resumed_by_another_replica(
+    runtime: Runtime,
+    dashboard: TestClient,
+    auth: dict[str, dict[str, str]],
+    replicas: Any,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TARS_")}
+    env |= {
+        "TARS_DATA_DIR": str(tmp_path / "data"),
+        "TARS_JWT_SECRET": TEST_SECRET,
+        "TARS_DATABASE_URL": str(settings.database_url),
+        "TARS_REDIS_URL": str(settings.redis_url),
+        "TARS_INSIGHT_REPLICA": "process-a",
+        "TARS_INSIGHT_LEASE_SECONDS": "1",
+        "TARS_INSIGHT_HEARTBEAT_SECONDS": "0.2",
+        "TARS_INSIGHT_POLL_SECONDS": "0.1",
+    }
+    log = tmp_path / "process-a.log"
+    with open(log, "wb") as out:
+        command = [sys.executable, "-m", "tars", "serve", "insight-engine", "--port", "0"]
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    agents = ["ppo", "dqn"]
+    rng = np.random.default_rng(5)
+
+    def post_to(agent_ids: list[str]) -> None:
+        for agent_id in agent_ids:
+            item = {"agent_id": agent_id, "environment": "CartPole-v1", "region": "eu-west-1"}
+            post_batch(dashboard, auth["operator"], [{**item, "reward": r} for r in rng.normal(300, 30, 1000)])
+
+    try:
+
+        def processed() -> dict[str, int]:
+            with runtime.sessions() as session:
+                found = insight_checkpoints(session, agents)
+            return {agent_id: found[agent_id].evaluations_processed for agent_id in found}
+
+        def alive() -> None:
+            assert process.poll() is None, log.read_text()[-3000:]
+
+        eventually(lambda: alive() or len(processed()) == 2, 30, message="the process to take ppo and dqn")
+        post_to(agents)
+        eventually(lambda: alive() or sum(processed().values()) > 0, 30, message="the process to make progress")
+        post_to(agents)
+        process.send_signal(signal.SIGKILL)  # mid-stream, no clean shutdown: its leases lapse
+        process.wait(10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    post_to(agents)  # while nobody holds the agents
+    committed = Committed()
+    resumed = replicas("replica-b", RecordingSink(), committed)
+    eventually(lambda: resumed.owns(set(agents)), message="the replica to take over")
+    eventually(
+        lambda: processed() == {agent_id: len(stored_ids(runtime, agent_id)) for agent_id in agents},
+        timeout=20,
+        message=lambda: f"every evaluation counted once: {processed()}",
+    )
+    for agent_id in agents:
+        stored = stored_ids(runtime, agent_id)
+        mine = sorted(committed.ids[agent_id])
+        # The killed process covered a prefix; the replica that took over, the rest, each once.
+        assert len(mine) >= 1000 and mine == stored[len(stored) - len(mine) :]
