@@ -187,9 +187,11 @@ class InsightEngine:
                     refreshed = time.monotonic()
                 replicas = sorted({*self.replicas, self.replica})
                 wanted = {agent_id for agent_id in agents if owner_of(agent_id, replicas) == self.replica}
-                held = await asyncio.to_thread(self._feed.renew, sorted(self._leased), settings.lease_seconds)
-                self._lost |= self._leased - held
-                self._leased = held
+                renewing = set(self._leased)
+                held = await asyncio.to_thread(self._feed.renew, sorted(renewing), settings.lease_seconds)
+                # Those that lapsed are lost; those the work loop released meanwhile stay released.
+                self._lost |= (renewing - held) & self._leased
+                self._leased = {agent_id for agent_id in self._leased if agent_id in held or agent_id not in renewing}
                 for agent_id in sorted(wanted - held):
                     if self._stopping:
                         break
@@ -367,17 +369,13 @@ class InsightEngine:
         for run_id in decoded.started:
             watch.run_started(run_id)
         observations += watch.evaluations(window)
-        episodes = 0
         for run_id, items in decoded.episodes.items():
-            found = watch.episodes(run_id, items)
-            observations += found
-            episodes += len(items)
+            observations += watch.episodes(run_id, items)
         for run_id, status in decoded.finished:
             watch.run_finished(run_id, status)
         # After the last event read; with none (a channel that lost its events), at the channel's end.
         last_event_id = read.events[-1].ids.get(agent_channel(agent_id), read.last_id) if read.events else read.last_id
         self._commit(agent_id, agent, observations, window, last_event_id=last_event_id)
-        INSIGHT_EPISODES_PROCESSED.labels(VERSION).inc(episodes)
 
     def _catch_up(self, agent_id: str, agent: _Agent, window_ids: Ints) -> None:
         """The channel no longer holds every event after the checkpoint: what they said is read back from
@@ -411,7 +409,6 @@ class InsightEngine:
         found = watch.episodes(run.run_id, [(item.episode, item.created_at.timestamp()) for item in recorded])
         if run.finished_at is not None and recorded:
             watch.run_finished(run.run_id, RunStatus(run.status))
-        INSIGHT_EPISODES_PROCESSED.labels(VERSION).inc(len(recorded))
         return found
 
     def _commit(
@@ -437,11 +434,14 @@ class InsightEngine:
             evaluations_processed=current.evaluations_processed + processed.size,
             runs=dict(agent.watch.episodes_seen),
         )
+        episodes, agent.watch.episodes_processed = agent.watch.episodes_processed, 0
         if checkpoint == current:
+            INSIGHT_EPISODES_PROCESSED.labels(VERSION).inc(episodes)
             return
         if not self._feed.save(checkpoint):
             raise _Lost(agent_id)
         agent.checkpoint = replace(checkpoint, updated_at=datetime.now(UTC))
+        INSIGHT_EPISODES_PROCESSED.labels(VERSION).inc(episodes)
         if processed.size:
             self.evaluations_processed += processed.size
             INSIGHT_EVALUATIONS_PROCESSED.labels(VERSION).inc(processed.size)

@@ -100,6 +100,8 @@ class AgentWatch:
         self._facts: dict[str, RunFacts | None] = {}
         self._throughput: list[float] | None = None
         self.episodes_seen: dict[str, int] = {}
+        # Episodes processed (not replayed) since the engine last took the count.
+        self.episodes_processed = 0
         # When each run in episodes_seen ended (seconds since the epoch), to forget it a while later.
         self.ended: dict[str, float] = {}
 
@@ -212,7 +214,10 @@ class AgentWatch:
         found = detector.observe([_with_non_finite(episode) for episode, _ in fresh])
         self.episodes_seen[run_id] = fresh[-1][0].episode
         self.ended.pop(run_id, None)
-        return [timeline.observation(finding) for finding in found] if emit else []
+        if not emit:
+            return []
+        self.episodes_processed += len(fresh)
+        return [timeline.observation(finding) for finding in found]
 
     def _training_of(self, run_id: str, first_episode: int) -> tuple[TrainingAnomalies, Timeline]:
         """The run's detector; made on first sight, from the run's earlier episodes in the database
