@@ -9,6 +9,7 @@ shares one).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 Objects = npt.NDArray[np.object_]
 Codes = npt.NDArray[np.intp]
+
+log = logging.getLogger(__name__)
 
 FAILED = "failed"
 _FINISHED = {
@@ -164,29 +167,51 @@ def decode(events: Iterable[Event], now: float | None = None) -> Decoded:
     """An agent's events, in order. A progress event carries no time: episodes get ``now`` (they are
     read moments after they are published; read back from the database, their stored time)."""
     moment = time.time() if now is None else now
-    blocks: dict[tuple[str, ...], list[list[Any]]] = {}
+    blocks: dict[tuple[str, ...], list[list[list[Any]]]] = {}
     singles: list[list[Any]] = []
     decoded = Decoded(EvaluationColumns.empty())
     for event in events:
         kind, data = event.type, event.data
-        if kind == EventType.EVALUATIONS_CREATED:
-            blocks.setdefault(tuple(data["columns"]), []).extend(data["rows"])
-        elif kind == EventType.EVALUATION_CREATED:
-            singles.append([data.get(name) for name in EVALUATION_FIELDS])
-        elif kind == EventType.RUN_PROGRESS:
-            episode = _episode(data)
-            if episode is not None:
-                decoded.episodes.setdefault(str(data["run_id"]), []).append((episode, moment))
-        elif kind == EventType.RUN_STARTED:
-            decoded.started.append(str(data["run_id"]))
-            decoded.episodes.pop(str(data["run_id"]), None)  # a new attempt starts its episodes over
-        elif kind in _FINISHED:
-            decoded.finished.append((str(data["run_id"]), _FINISHED[kind]))
-    parts = [_from_rows(list(columns), rows) for columns, rows in blocks.items()]
+        try:
+            if kind == EventType.EVALUATIONS_CREATED:
+                blocks.setdefault(tuple(data["columns"]), []).append(data["rows"])
+            elif kind == EventType.EVALUATION_CREATED:
+                singles.append([data[name] for name in EVALUATION_FIELDS])
+            elif kind == EventType.RUN_PROGRESS:
+                episode = _episode(data)
+                if episode is not None:
+                    decoded.episodes.setdefault(str(data["run_id"]), []).append((episode, moment))
+            elif kind == EventType.RUN_STARTED:
+                decoded.started.append(str(data["run_id"]))
+                decoded.episodes.pop(str(data["run_id"]), None)  # a new attempt starts its episodes over
+            elif kind in _FINISHED:
+                decoded.finished.append((str(data["run_id"]), _FINISHED[kind]))
+        except (KeyError, TypeError):
+            _skipped(event)
+    parts = [_from_events(list(columns), rows) for columns, rows in blocks.items()]
     if singles:
-        parts.append(_from_rows(list(EVALUATION_FIELDS), singles))
+        parts.append(_from_events(list(EVALUATION_FIELDS), [singles]))
     decoded.evaluations = _in_stored_order(parts, len(blocks) + bool(singles))
     return decoded
+
+
+def _from_events(columns: list[str], events: list[list[list[Any]]]) -> EvaluationColumns:
+    """The rows of many events at once; if they will not decode together, event by event, skipping
+    those that do not decode at all (an event this engine cannot read must not stop its agent)."""
+    try:
+        return _from_rows(columns, [row for rows in events for row in rows])
+    except (KeyError, TypeError, ValueError):
+        parts = []
+        for rows in events:
+            try:
+                parts.append(_from_rows(columns, rows))
+            except (KeyError, TypeError, ValueError):
+                _skipped(rows)
+        return EvaluationColumns.concat(parts)
+
+
+def _skipped(what: object) -> None:
+    log.error("insight engine: skipped an event it cannot read: %.300r", what)
 
 
 def _in_stored_order(parts: list[EvaluationColumns], kinds: int) -> EvaluationColumns:
