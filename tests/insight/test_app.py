@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from tars.domain.insights import FindingKind, Severity
 from tars.insight.app import create_insight_app
 from tars.services.runtime import Runtime
 from tars.wiring.insight import build_insight_engine
@@ -26,8 +27,8 @@ from tests.waiting import eventually
 class CountingSink(RecordingSink):
     """A sink that can also count open insights, as the insight records can."""
 
-    def open_counts(self) -> dict[tuple[str, str], int]:
-        return {("reward_regression", "critical"): 2}
+    def open_counts(self) -> dict[tuple[FindingKind, Severity], int]:
+        return {(FindingKind.REWARD_REGRESSION, Severity.CRITICAL): 2, (FindingKind.LEARNING_STALL, Severity.INFO): 0}
 
 
 def test_health_and_metrics_of_the_insight_engine(
@@ -50,6 +51,7 @@ def test_health_and_metrics_of_the_insight_engine(
         assert re.search(r'^tars_insight_evaluations_processed_total\{version="v1.0.1"\} \d+', text, re.M)
         assert 'tars_insight_feed_lag_events{agent="ppo"} 0.0' in text
         assert 'tars_insights_open{kind="reward_regression",severity="critical"} 2.0' in text
+        assert 'tars_insights_open{kind="learning_stall",severity="info"} 0.0' in text
         assert 'http_requests_total{code="200",method="GET",route="/health",service="insight-engine"' in text
     assert not engine.running  # stopped with the app, its agents handed back
 

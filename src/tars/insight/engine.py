@@ -27,7 +27,7 @@ import numpy as np
 
 from tars.domain.evaluations import Position
 from tars.domain.insight_feed import FeedCheckpoint, FeedRead, RunFacts, agent_channel
-from tars.domain.insights import Observation
+from tars.domain.insights import FindingKind, Observation, Severity
 from tars.domain.runs import RunStatus
 from tars.insight.columns import EvaluationColumns, Ints, decode
 from tars.insight.watch import AgentWatch
@@ -49,7 +49,7 @@ class InsightSink(Protocol):
 class CountsOpenInsights(Protocol):
     """A sink that can also say how many insights are open, by (kind, severity), for /metrics."""
 
-    def open_counts(self) -> dict[tuple[str, str], int]: ...
+    def open_counts(self) -> dict[tuple[FindingKind, Severity], int]: ...
 
 
 # Called with an agent and the ids of the evaluations whose checkpoint was just stored.

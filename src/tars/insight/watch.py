@@ -78,7 +78,10 @@ class Timeline:
         return datetime.fromtimestamp(float(self._times[index]), tz=UTC)
 
     def observation(self, finding: Finding) -> Observation:
-        return Observation(finding, self.at(finding.first_seen), self.at(finding.last_seen))
+        last = self.at(finding.last_seen)
+        # Stored times need not rise with positions (rows read back during a catch-up come before the
+        # window's): a condition is never dated after the latest evidence of it.
+        return Observation(finding, min(self.at(finding.first_seen), last), last)
 
 
 class AgentWatch:

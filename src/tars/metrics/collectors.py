@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import QueuePool
 
+from tars.domain.insights import FindingKind, Severity
 from tars.domain.jobs import QueueStats
 from tars.metrics.catalogue import DB_QUERY_DURATION
 
@@ -72,7 +73,7 @@ class _PoolCollector(Collector):
 # What the insight engine's gauges read at each scrape: the feed lag of each agent it owns, and the
 # open insights by (kind, severity) when its sink can count them.
 FeedLagSource = Callable[[], dict[str, int]]
-OpenInsightsSource = Callable[[], dict[tuple[str, str], int]]
+OpenInsightsSource = Callable[[], dict[tuple[FindingKind, Severity], int]]
 
 
 class _InsightCollector(Collector):
@@ -98,7 +99,7 @@ class _InsightCollector(Collector):
                 return
             opened = GaugeMetricFamily("tars_insights_open", "Open insights", labels=["kind", "severity"])
             for (kind, severity), count in sorted(counts.items()):
-                opened.add_metric([str(kind), str(severity)], count)
+                opened.add_metric([kind.value, severity.value], count)
             yield opened
 
 
