@@ -39,6 +39,23 @@ Targets: recall >= 0.95 for drops >= 20 %, <= 1 false positive per 1,000 clean s
     .venv/bin/python benchmarks/insights.py [--streams 1000] [--seed 0] [--batch 10] [--ingest-rate 90000]
         [--scores savage|normal|wilcoxon] [--allowance 0.3] [--threshold 32] [--reference-margin 1.5]
     (the detector's settings, to compare others with its defaults)
+
+The `throughput` mode measures the engine itself against the real ingest path, in one run:
+    a fresh PostgreSQL database and Redis (--redis-url, emptied first); an insight-engine replica first
+    takes every agent once (its checkpoints then start at each channel's end) and stops; a real
+    `tars serve dashboard-api` process stores --evaluations evaluations through POST
+    /api/v1/evaluations/batch (1,000 items a request, one agent each, spread over four regions, from
+    --clients threads of this process, bodies encoded beforehand): the batched ingest rate, including
+    the events it publishes. Then the dashboard is stopped and ONE engine replica (this process, its own
+    runtime, as `tars serve insight-engine` builds it, observations counted by a sink that keeps them)
+    is started over the backlog: evaluations processed per second, from its start (taking the agents,
+    claiming the checkpoints) until every stored evaluation is covered by a stored checkpoint. The
+    ratio of the two (target >= 1.5: the engine never falls behind), and the feed lag the engine
+    reports as tars_insight_feed_lag_events (events not yet processed, summed over agents): its largest
+    value while draining, and after.
+
+    .venv/bin/python benchmarks/insights.py throughput [--evaluations 200000] [--agents 8] [--clients 4]
+        [--redis-url redis://127.0.0.1:6379/15] [--postgres-admin-url ...] [--database-prefix tars_bench_]
 """
 
 from __future__ import annotations
@@ -52,7 +69,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from _harness import emit
+from _harness import add_postgres_arguments, emit
 
 from tars.domain.insights import FindingState, Subject
 from tars.insight.detectors.divergence import RegionDivergence
@@ -431,8 +448,177 @@ def throughput(seed: int, batch: int, total: int, settings: RegressionSettings) 
     }
 
 
+# --- throughput: the engine against batched ingest ----------------------------------------------------
+
+REGIONS = ["us-west-2", "us-east-1", "eu-west-1", "ap-southeast-1"]
+
+
+def engine_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """Batched ingest through the API, then one engine replica over what it stored (see the docstring)."""
+    import asyncio
+    import tempfile
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import httpx
+    import orjson
+    from _harness import postgres_database
+    from evaluations_api import add_user, base_url, dashboard_api, login, wait_database_idle
+
+    from tars.settings import Settings
+    from tars.storage import migrate
+    from tars.storage.database import make_engine
+    from tars.wiring.insight import build_insight_engine
+    from tars.wiring.runtime import build_runtime
+
+    rng = np.random.default_rng(args.seed)
+    agents = [f"bench-{index}" for index in range(args.agents)]
+    batches = max(1, args.evaluations // 1000)
+    total = batches * 1000
+    bodies = []
+    for index in range(batches):  # CartPole-like rewards, one agent a batch, every region in each
+        rewards = cartpole_draw(rng, 1000, (0.05, 0.8, 4.0))
+        items = [
+            {"agent_id": agents[index % len(agents)], "environment": "CartPole-v1", "reward": float(reward),
+             "region": REGIONS[n % len(REGIONS)], "duration_ms": float(15 + n % 7)}
+            for n, reward in enumerate(rewards)
+        ]  # fmt: skip
+        bodies.append(orjson.dumps({"items": items}))
+
+    observations: Counter[str] = Counter()
+
+    class CountingSink:
+        def apply(self, found: Any) -> None:
+            observations.update(observation.finding.kind.value for observation in found)
+
+    with (
+        postgres_database(args.postgres_admin_url, args.database_prefix + "insights") as database_url,
+        dashboard_api(args.redis_url, database_url) as dashboard,  # empties the Redis database first
+        tempfile.TemporaryDirectory(prefix="tars-bench-insights-") as folder,
+    ):
+        schema = make_engine(database_url)
+        migrate.upgrade(schema)
+        add_user(schema)
+        schema.dispose()
+        settings = Settings(
+            data_dir=Path(folder),
+            database_url=database_url,
+            redis_url=args.redis_url,
+            jwt_secret="bench-" + "x" * 40,
+            log_level="WARNING",
+            insight_replica="bench-replica",
+            **({"clear_frequency": args.window} if args.window else {}),
+        )
+        if args.window:
+            dashboard.env["TARS_CLEAR_FREQUENCY"] = str(args.window)
+        runtime = build_runtime(settings, migrate_schema=False)
+        try:
+            for agent_id in agents:
+                runtime.agents.create(agent_id=agent_id, algorithm="ppo", environment="CartPole-v1", hyperparameters={})
+
+            async def take_every_agent() -> None:
+                engine = build_insight_engine(runtime, CountingSink())
+                task = asyncio.create_task(engine.run())
+                while not set(agents) <= set(engine.owned()):
+                    await asyncio.sleep(0.05)
+                engine.stop()
+                await task
+                engine.close()
+
+            asyncio.run(take_every_agent())
+
+            dashboard.start()
+            token = login(dashboard.port)
+            url = base_url(dashboard.port) + "/api/v1/evaluations/batch"
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            local = threading.local()
+            statuses: Counter[int] = Counter()
+
+            def post(body: bytes) -> None:
+                if not hasattr(local, "client"):
+                    local.client = httpx.Client(timeout=120)
+                statuses[local.client.post(url, content=body, headers=headers).status_code] += 1
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(post, bodies))
+            ingest_seconds = time.perf_counter() - started
+            dashboard.stop(kill=False)
+            wait_database_idle(database_url)
+            if statuses != Counter({201: batches}):
+                raise RuntimeError(f"the batches were not all stored: {dict(statuses)}")
+
+            async def drain() -> dict[str, Any]:
+                engine = build_insight_engine(runtime, CountingSink())
+                task = asyncio.create_task(engine.run())
+                begun = time.perf_counter()
+                most = 0
+                while engine.evaluations_processed < total:
+                    if task.done():
+                        task.result()
+                        raise RuntimeError("the engine stopped before it caught up")
+                    most = max(most, sum(engine.lag().values()))
+                    await asyncio.sleep(0.01)
+                seconds = time.perf_counter() - begun
+                after = sum(engine.lag().values())
+                engine.stop()
+                await task
+                engine.close()
+                return {"seconds": seconds, "lag_events_max": most, "lag_events_after": after}
+
+            drained = asyncio.run(drain())
+        finally:
+            runtime.close()
+    ingest_rate = total / ingest_seconds
+    engine_rate = total / drained["seconds"]
+    ratio = engine_rate / ingest_rate
+    return {
+        "benchmark": "insights_throughput",
+        "evaluations": total,
+        "agents": args.agents,
+        "window_events": args.window or 1000,
+        "engine_read_from": "database (catch-up)"
+        if args.window and total // 100 // args.agents > args.window
+        else "the channels' windows",
+        "ingest": {
+            "endpoint": "POST /api/v1/evaluations/batch",
+            "items_per_request": 1000,
+            "clients": args.clients,
+            "seconds": round(ingest_seconds, 2),
+            "evaluations_per_second": round(ingest_rate),
+        },
+        "engine": {
+            "replicas": 1,
+            "seconds": round(drained["seconds"], 2),
+            "evaluations_per_second": round(engine_rate),
+            "feed_lag_events_max": drained["lag_events_max"],
+            "feed_lag_events_after": drained["lag_events_after"],
+            "observations": dict(observations),
+        },
+        "ratio_engine_to_ingest": round(ratio, 2),
+        "target": {"ratio_engine_to_ingest": f">= {TARGETS['throughput_ratio']}"},
+        "meets_target": ratio >= TARGETS["throughput_ratio"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    modes = parser.add_subparsers(dest="mode")
+    engine = modes.add_parser("throughput", help="the engine against batched ingest (PostgreSQL, Redis)")
+    engine.add_argument("--evaluations", type=int, default=200_000)
+    engine.add_argument("--agents", type=int, default=8)
+    engine.add_argument("--clients", type=int, default=4, help="concurrent batch POSTs")
+    engine.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        help="events each channel keeps (TARS_CLEAR_FREQUENCY); smaller than the backlog's, the engine "
+        "catches up from the database instead of the channels",
+    )
+    engine.add_argument("--seed", type=int, default=0)
+    engine.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
+    add_postgres_arguments(engine)
     parser.add_argument("--streams", type=int, default=1000, help="clean streams, and as many with a drop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=10, help="evaluations handed to the detector at once")
@@ -444,6 +630,9 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=defaults.threshold)
     parser.add_argument("--reference-margin", type=float, default=defaults.reference_margin)
     args = parser.parse_args()
+    if args.mode == "throughput":
+        emit(engine_throughput(args))
+        return
     settings = replace(
         defaults,
         scores=args.scores,

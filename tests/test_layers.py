@@ -30,7 +30,8 @@ LAYERS: list[set[str]] = [
     {"cli", "__main__"},
 ]
 # Same-layer arrows that are allowed (one way only: the reverse would be a cycle).
-SIDEWAYS = {("tracing", "metrics"), ("__main__", "cli")}
+# The insight-engine service serves /health and /metrics as the API services do, with their routes.
+SIDEWAYS = {("tracing", "metrics"), ("__main__", "cli"), ("insight", "api")}
 # Services are the only door to these: nothing above the services layer reaches them but wiring.
 BEHIND_SERVICES = {"storage", "bus"}
 SERVICES_LAYER = 3
@@ -39,6 +40,8 @@ SERVICES_LAYER = 3
 CONCRETE = {
     "tars.bus.memory",
     "tars.bus.redis_streams",
+    "tars.bus.memory_leases",
+    "tars.bus.redis_leases",
     "tars.services.auth.invalidations_file",
     "tars.services.auth.invalidations_redis",
     "tars.worker.remote",

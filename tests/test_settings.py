@@ -47,3 +47,9 @@ def test_weak_jwt_secrets_are_refused(tmp_path: Path, secret: str) -> None:
 def test_unknown_region_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="unknown region"):
         Settings(data_dir=tmp_path, region="mars-1")
+
+
+def test_insight_leases_outlive_two_renewals(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="insight_heartbeat_seconds"):
+        Settings(data_dir=tmp_path, insight_lease_seconds=3, insight_heartbeat_seconds=2)
+    assert Settings(data_dir=tmp_path, insight_lease_seconds=4, insight_heartbeat_seconds=2).insight_port == 8090

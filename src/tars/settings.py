@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     dashboard_port: int = Field(default=3001, ge=1, le=65535)
     orchestration_port: int = Field(default=8094, ge=1, le=65535)
+    insight_port: int = Field(default=8090, ge=1, le=65535)
     orchestration_url: str | None = Field(default=None, description="Where the CLI submits training jobs")
     dashboard_url: str | None = Field(default=None, description="Where the CLI follows runs (the live feed, /ws)")
 
@@ -109,6 +110,16 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     # Origins whose pages may call the APIs from a browser; none by default (the dashboard is same-origin).
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # The insight engine (docs/insights.md, "The feed"): this replica's name in leases and checkpoints;
+    # how long its registration and agent leases last unrenewed (a dead replica's agents wait this long
+    # for another), and how often it renews them; how often it reads every owned agent's channel even
+    # unannounced; and how many evaluations per (agent, environment, region) rebuild a detector.
+    insight_replica: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1)
+    insight_lease_seconds: float = Field(default=10.0, gt=0)
+    insight_heartbeat_seconds: float = Field(default=2.0, gt=0)
+    insight_poll_seconds: float = Field(default=1.0, gt=0)
+    insight_replay_evaluations: int = Field(default=1500, ge=0)
 
     ws_ping_seconds: float = Field(default=30.0, gt=0)
     ws_pong_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -169,6 +180,15 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _leases_outlive_renewals(self) -> Self:
+        if self.insight_heartbeat_seconds * 2 > self.insight_lease_seconds:
+            raise ValueError(
+                "insight_heartbeat_seconds must be at most half of insight_lease_seconds: "
+                "a lease renewed late would lapse while its replica still works"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _resolve_paths(self) -> Self:
         self.data_dir = self.data_dir.expanduser().resolve()
         self.artifact_dir = (self.artifact_dir or self.data_dir / "artifacts").expanduser().resolve()
@@ -216,6 +236,10 @@ class Settings(BaseSettings):
         if self.dashboard_url:
             return self.dashboard_url.rstrip("/")
         return f"http://{_client_host(self.host)}:{self.dashboard_port}"
+
+    @property
+    def insight_base_url(self) -> str:
+        return f"http://{_client_host(self.host)}:{self.insight_port}"
 
     @property
     def orchestration_base_url(self) -> str:

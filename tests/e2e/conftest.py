@@ -36,6 +36,8 @@ class Stack:
     data_dir: Path
     # The processes that make it up, by name ("tars-up"; or "dashboard-api", "orchestration", "worker-0", ...).
     services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # The insight engine's /health and /metrics: in `tars up`, or its own process.
+    insight_url: str = ""
     # The SQLAlchemy URL of its PostgreSQL database (distributed mode only).
     database_url: str | None = None
     # Where each separate worker serves /metrics, by name (distributed mode only).
@@ -122,7 +124,7 @@ def announced(processes: Processes, name: str, pattern: str, timeout: float = 60
 
     def printed() -> str | None:
         process = next(p for p in reversed(processes.running) if processes.names[p.pid] == name)
-        found = re.search(pattern + r"\s+(http://\S+?)(?:/docs|/metrics)?\s", processes.log(name))
+        found = re.search(pattern + r"\s+(http://\S+?)(?:/docs|/metrics|/health)?\s", processes.log(name))
         if found is None and process.poll() is not None:
             raise AssertionError(f"{name} exited with {process.returncode}:\n{processes.log(name)[-3000:]}")
         return found[1] if found else None
@@ -156,18 +158,22 @@ def embedded_stack(tmp_path: Path, processes: Processes) -> Callable[..., Stack]
 
     def start(**extra: str) -> Stack:
         env = base_env(tmp_path / "data", **extra)
-        process = processes.start("tars-up", ["up", "--dashboard-port", "0", "--orchestration-port", "0"], env)
+        ports = ["--dashboard-port", "0", "--orchestration-port", "0", "--insight-port", "0"]
+        process = processes.start("tars-up", ["up", *ports], env)
         stack = Stack(
             dashboard_url=announced(processes, "tars-up", "dashboard-api"),
             orchestration_url=announced(processes, "tars-up", "orchestration"),
             env=env,
             data_dir=tmp_path / "data",
             services={"tars-up": process},
+            insight_url=announced(processes, "tars-up", "insight-engine"),
         )
         env["TARS_DASHBOARD_PORT"] = port_of(stack.dashboard_url)
         env["TARS_ORCHESTRATION_PORT"] = port_of(stack.orchestration_url)
+        env["TARS_INSIGHT_PORT"] = port_of(stack.insight_url)
         wait_healthy(stack.dashboard_url, process)
         wait_healthy(stack.orchestration_url, process)
+        wait_healthy(stack.insight_url, process)
         return stack
 
     return start
@@ -179,10 +185,11 @@ def distributed_stack(
 ) -> Iterator[Callable[..., Stack]]:
     """Starts T.A.R.S. distributed on a fresh PostgreSQL database and Redis, one process per service.
 
-    As an operator does: `tars db upgrade`, then `tars serve dashboard-api`, `tars serve orchestration`
-    and one `tars worker` per ``workers`` (named worker-0, worker-1, ...), each on a port it binds
-    (port 0) and prints; the stack's env then names the APIs' ports, for the CLI and restarts.
-    Returns once both APIs are healthy and every worker has reported in.
+    As an operator does: `tars db upgrade`, then `tars serve dashboard-api`, `tars serve orchestration`,
+    `tars serve insight-engine` and one `tars worker` per ``workers`` (named worker-0, worker-1, ...),
+    each on a port it binds (port 0) and prints; the stack's env then names the services' ports, for the
+    CLI and restarts.
+    Returns once every service is healthy and every worker has reported in.
     """
 
     def start(workers: int = 1, **extra: str) -> Stack:
@@ -197,12 +204,14 @@ def distributed_stack(
         upgrade = stack.tars("db", "upgrade")
         assert upgrade.returncode == 0, upgrade.stderr
         assert "(was empty)" in upgrade.stdout, upgrade.stdout
-        for service in ("dashboard-api", "orchestration"):
+        for service in ("dashboard-api", "orchestration", "insight-engine"):
             stack.services[service] = processes.start(service, ["serve", service, "--port", "0"], env)
         stack.dashboard_url = announced(processes, "dashboard-api", "dashboard-api listening on")
         stack.orchestration_url = announced(processes, "orchestration", "orchestration listening on")
+        stack.insight_url = announced(processes, "insight-engine", "insight-engine listening on")
         env["TARS_DASHBOARD_PORT"] = port_of(stack.dashboard_url)
         env["TARS_ORCHESTRATION_PORT"] = port_of(stack.orchestration_url)
+        env["TARS_INSIGHT_PORT"] = port_of(stack.insight_url)
         # Workers hold no database client: they report through orchestration, with an operator's key.
         stack.create_user("fleet", "operator")
         created = stack.tars("apikeys", "create", "--user", "fleet", "--role", "operator", "--name", "workers")
@@ -219,6 +228,7 @@ def distributed_stack(
             stack.worker_metrics_urls[name] = announced(processes, name, "worker metrics listening on") + "/metrics"
         wait_healthy(stack.dashboard_url, stack.services["dashboard-api"])
         wait_healthy(stack.orchestration_url, stack.services["orchestration"])
+        wait_healthy(stack.insight_url, stack.services["insight-engine"])
         try:
             wait_workers(stack, names)
         except AssertionError as exc:

@@ -66,7 +66,8 @@ def test_a_working_stack_exports_every_metric_in_the_catalogue(
         assert httpx.post(url, json=item, headers=operator).status_code == 201
         assert httpx.post(f"{url}/batch", json={"items": [item] * 60}, headers=operator).status_code == 201
         scraped = set()
-        for target in (stack.dashboard_url + "/metrics", stack.orchestration_url + "/metrics"):
+        urls = (stack.dashboard_url, stack.orchestration_url, stack.insight_url)
+        for target in (url + "/metrics" for url in urls):
             scraped |= sampled(httpx.get(target, timeout=10).text)
         for target in stack.worker_metrics_urls.values():
             scraped |= sampled(httpx.get(target, timeout=10).text)

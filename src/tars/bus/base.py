@@ -99,3 +99,37 @@ class EventBus(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class LeaseTable(Protocol):
+    """Replicas of one service that split units of work (agents, for the insight engine) between them.
+
+    Each live replica registers itself for a while and renews that; a replica works on a unit only
+    while it holds the unit's lease, which at most one replica holds at a time and which lapses if
+    not renewed (its holder died or was cut off), so another can take the unit over.
+    """
+
+    def register(self, replica: str, ttl: float) -> None:
+        """Say ``replica`` is alive for the next ``ttl`` seconds."""
+        ...
+
+    def replicas(self) -> list[str]:
+        """The replicas alive now, by name, sorted."""
+        ...
+
+    def deregister(self, replica: str) -> None: ...
+
+    def acquire(self, unit: str, replica: str, ttl: float) -> bool:
+        """Take ``unit``'s lease for ``ttl`` seconds, or extend it if ``replica`` holds it; False if
+        another replica holds it."""
+        ...
+
+    def renew(self, units: list[str], replica: str, ttl: float) -> set[str]:
+        """Extend the leases ``replica`` still holds among ``units``; those it holds."""
+        ...
+
+    def release(self, units: list[str], replica: str) -> None:
+        """Give up the leases ``replica`` holds among ``units``."""
+        ...
+
+    def close(self) -> None: ...

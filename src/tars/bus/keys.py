@@ -42,3 +42,21 @@ AUTH_INVALIDATIONS_PREFIX = "tars:auth:invalidations:"
 def auth_invalidations(database: int) -> str:
     """The pub/sub channel on which replicas tell each other to forget cached credentials."""
     return f"{AUTH_INVALIDATIONS_PREFIX}{database}"
+
+
+# Replicas of a service that split work by leases (the insight engine's agents): each replica's
+# registration (a key with a TTL), the set naming them (read instead of scanning the keyspace), and
+# one lease per unit of work.
+LEASES_PREFIX = "tars:leases:"
+
+
+def replica_key(group: str, replica: str) -> str:
+    return f"{LEASES_PREFIX}{group}:replica:{replica}"
+
+
+def replica_names(group: str) -> str:
+    return f"{LEASES_PREFIX}{group}:replicas"
+
+
+def lease_key(group: str, unit: str) -> str:
+    return f"{LEASES_PREFIX}{group}:lease:{unit}"

@@ -80,34 +80,42 @@ def _runtime(settings: Settings, *, migrate_schema: bool) -> Any:
 @cli.command()
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=None, help=_PORT_HELP)
 @click.option("--orchestration-port", type=click.IntRange(0, 65535), default=None, help=_PORT_HELP)
+@click.option("--insight-port", type=click.IntRange(0, 65535), default=None, help=_PORT_HELP)
 @click.pass_context
-def up(ctx: click.Context, dashboard_port: int | None, orchestration_port: int | None) -> None:
+def up(
+    ctx: click.Context, dashboard_port: int | None, orchestration_port: int | None, insight_port: int | None
+) -> None:
     """Run every service in one process: embedded mode (or all-in-one on PostgreSQL and Redis)."""
     from tars.api.applications import create_dashboard_app, create_orchestration_app, shared_rate_limits
     from tars.cli.foreground import run_foreground
     from tars.cli.servers import make_server, server_url
     from tars.cli.workers import make_worker
+    from tars.insight.app import create_insight_app
+    from tars.wiring.insight import build_insight_engine
 
     settings = _settings(ctx)
     runtime = _runtime(settings, migrate_schema=True)
     limits = shared_rate_limits(runtime)
     dashboard = create_dashboard_app(runtime, rate_limits=limits)
     orchestration = create_orchestration_app(runtime, rate_limits=limits)
+    insight = create_insight_app(runtime, build_insight_engine(runtime))
     servers = [
         make_server(dashboard, settings.host, _port(dashboard_port, settings.dashboard_port), *_logs(settings)),
         make_server(
             orchestration, settings.host, _port(orchestration_port, settings.orchestration_port), *_logs(settings)
         ),
+        make_server(insight, settings.host, _port(insight_port, settings.insight_port), *_logs(settings)),
     ]
     mode = "embedded (SQLite, in-process bus)" if settings.embedded else "distributed (Redis)"
     _trace(settings, "up")
 
     def announce() -> None:  # once listening: with port 0, the ports are known only now
-        dashboard_url, orchestration_url = (server_url(server) for server in servers)
+        dashboard_url, orchestration_url, insight_url = (server_url(server) for server in servers)
         click.echo(f"T.A.R.S. {VERSION} — {mode}; data in {settings.data_dir}")
         click.echo(f"  dashboard      {dashboard_url}/")
         click.echo(f"  dashboard-api  {dashboard_url}/docs")
         click.echo(f"  orchestration  {orchestration_url}/docs")
+        click.echo(f"  insight-engine {insight_url}/health")
         click.echo("Press Ctrl-C to stop.")
 
     try:
@@ -117,12 +125,11 @@ def up(ctx: click.Context, dashboard_port: int | None, orchestration_port: int |
 
 
 @cli.command()
-@click.argument("service", type=click.Choice(["dashboard-api", "orchestration"]))
+@click.argument("service", type=click.Choice(["dashboard-api", "orchestration", "insight-engine"]))
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help=_PORT_HELP)
 @click.pass_context
 def serve(ctx: click.Context, service: str, port: int | None) -> None:
-    """Run one API service (distributed mode)."""
-    from tars.api.applications import create_dashboard_app, create_orchestration_app
+    """Run one service (distributed mode)."""
     from tars.cli.foreground import run_foreground
     from tars.cli.servers import make_server, server_url
 
@@ -130,9 +137,18 @@ def serve(ctx: click.Context, service: str, port: int | None) -> None:
     _trace(settings, service)
     runtime = _runtime(settings, migrate_schema=False)
     if service == "dashboard-api":
+        from tars.api.applications import create_dashboard_app
+
         app, default_port = create_dashboard_app(runtime), settings.dashboard_port
-    else:
+    elif service == "orchestration":
+        from tars.api.applications import create_orchestration_app
+
         app, default_port = create_orchestration_app(runtime), settings.orchestration_port
+    else:
+        from tars.insight.app import create_insight_app
+        from tars.wiring.insight import build_insight_engine
+
+        app, default_port = create_insight_app(runtime, build_insight_engine(runtime)), settings.insight_port
     try:
         server = make_server(app, settings.host, _port(port, default_port), *_logs(settings))
         run_foreground([server], None, on_started=lambda: click.echo(f"{service} listening on {server_url(server)}"))

@@ -19,6 +19,7 @@ Count = Annotated[int, Ge(0), Lt(2**31)]
 EpisodeNumber = Annotated[int, Ge(1), Lt(2**31)]
 Timesteps = Annotated[int, Ge(0), Lt(2**63)]
 Finite = Annotated[float, Predicate(math.isfinite)]
+MetricName = Annotated[str, MinLen(1), MaxLen(64)]
 # A report holds what its worker collected while the last one was being recorded.
 MAX_REPORT_ITEMS = 2000
 # How a report is read off the wire: no unknown fields, nothing coerced (pydantic reads this; a
@@ -34,8 +35,26 @@ class EpisodeFinished:
     reward: Finite
     length: Count
     timesteps: Timesteps
-    # Latest values from the SB3 logger (losses, entropy) and env-steps/s.
-    metrics: Annotated[dict[str, float], MaxLen(64)] = field(default_factory=dict)
+    # Latest values from the SB3 logger (losses, entropy) and env-steps/s; finite ones only.
+    metrics: Annotated[dict[str, Finite], MaxLen(64)] = field(default_factory=dict)
+    # The logged values whose latest was NaN or infinite, by name: JSON has no such numbers (a
+    # separate worker's report, PostgreSQL's JSONB and the bus's events would make them null or
+    # refuse them), so a diverged loss travels as its name (`split_non_finite`).
+    non_finite: Annotated[tuple[MetricName, ...], MaxLen(64)] = ()
+
+    def all_metrics(self) -> dict[str, float]:
+        """``metrics`` with each non-finite value back as NaN: what the detectors read."""
+        if not self.non_finite:
+            return self.metrics
+        return {**self.metrics, **dict.fromkeys(self.non_finite, math.nan)}
+
+
+def split_non_finite(values: dict[str, float]) -> tuple[dict[str, float], tuple[str, ...]]:
+    """Logged values as an episode reports them: the finite ones, and the names of the others."""
+    finite = {name: value for name, value in values.items() if math.isfinite(value)}
+    if len(finite) == len(values):
+        return values, ()
+    return finite, tuple(sorted(name for name in values if name not in finite))
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,15 @@ WS_EVENTS_REPLAYED = Counter("tars_ws_events_replayed_total", "Events sent from 
 WS_RESETS = Counter("tars_ws_resets_total", "Subscriptions told to reload: their last event id was out of the window")
 WS_SLOW_CONSUMERS = Counter("tars_ws_slow_consumers_dropped_total", "WebSocket clients closed as too far behind")
 
+# --- insight engine ------------------------------------------------------------------------------
+# Counted when the checkpoint that covers them is stored: once each, whichever replica processed them.
+INSIGHT_EVALUATIONS_PROCESSED = Counter(
+    "tars_insight_evaluations_processed_total", "Evaluations the insight engine processed", ["version"]
+)
+INSIGHT_EPISODES_PROCESSED = Counter(
+    "tars_insight_episodes_processed_total", "Training episodes the insight engine processed", ["version"]
+)
+
 # --- database -------------------------------------------------------------------------------------
 DB_QUERY_DURATION = Histogram(
     "tars_db_query_duration_seconds",

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import QueuePool
 
+from tars.domain.insights import FindingKind, Severity
 from tars.domain.jobs import QueueStats
 from tars.metrics.catalogue import DB_QUERY_DURATION
 
@@ -69,14 +70,54 @@ class _PoolCollector(Collector):
         yield from (connections, capacity)
 
 
+# What the insight engine's gauges read at each scrape: the feed lag of each agent it owns, and the
+# open insights by (kind, severity) when its sink can count them.
+FeedLagSource = Callable[[], dict[str, int]]
+OpenInsightsSource = Callable[[], dict[tuple[FindingKind, Severity], int]]
+
+
+class _InsightCollector(Collector):
+    def __init__(self) -> None:
+        self.lag: FeedLagSource | None = None
+        self.open_insights: OpenInsightsSource | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.lag is not None:
+            lag = GaugeMetricFamily(
+                "tars_insight_feed_lag_events",
+                "Events on an agent's channel not yet processed by the insight engine replica that owns it",
+                labels=["agent"],
+            )
+            for agent, events in sorted(self.lag().items()):
+                lag.add_metric([agent], events)
+            yield lag
+        if self.open_insights is not None:
+            try:
+                counts = self.open_insights()
+            except Exception:  # the database away: the scrape still answers, without these
+                log.warning("open insights unavailable", exc_info=True)
+                return
+            opened = GaugeMetricFamily("tars_insights_open", "Open insights", labels=["kind", "severity"])
+            for (kind, severity), count in sorted(counts.items()):
+                opened.add_metric([kind.value, severity.value], count)
+            yield opened
+
+
 _QUEUE = _QueueCollector()
 _POOL = _PoolCollector()
+_INSIGHTS = _InsightCollector()
 REGISTRY.register(_QUEUE)
 REGISTRY.register(_POOL)
+REGISTRY.register(_INSIGHTS)
 
 
 def watch_queue(queue: QueueStatsSource) -> None:
     _QUEUE.queue = queue
+
+
+def watch_insight_engine(lag: FeedLagSource, open_insights: OpenInsightsSource | None = None) -> None:
+    _INSIGHTS.lag = lag
+    _INSIGHTS.open_insights = open_insights
 
 
 _OPERATIONS = {"select": "select", "insert": "insert", "update": "update", "delete": "delete", "copy": "copy"}

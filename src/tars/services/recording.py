@@ -92,6 +92,7 @@ class AttemptService:
                         "length": episode.length,
                         "timesteps": episode.timesteps,
                         "metrics": episode.metrics or None,
+                        "non_finite": list(episode.non_finite) or None,
                     }
                     for episode in report.episodes
                 ],
@@ -191,7 +192,7 @@ class RunRecorder:
 
 
 def _progress_data(run_id: str, target: ReportTarget, episode: EpisodeFinished) -> dict[str, object]:
-    return {
+    data: dict[str, object] = {
         "run_id": run_id,
         "agent_id": target.agent_id,
         "status": RunStatus.RUNNING.value,
@@ -203,6 +204,9 @@ def _progress_data(run_id: str, target: ReportTarget, episode: EpisodeFinished) 
         "length": episode.length,
         "metrics": episode.metrics,
     }
+    if episode.non_finite:  # named apart: JSON has no NaN (the insight engine reads them)
+        data["non_finite"] = list(episode.non_finite)
+    return data
 
 
 def _raise_if_missing(session: Session, run_id: str) -> None:

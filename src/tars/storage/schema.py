@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, inspect, text
 
 # The newest migration in storage/migrations/versions; a test holds it equal to Alembic's head.
-HEAD_REVISION = "0007_insights"
+HEAD_REVISION = "0008_insight_feed"
 VERSION_TABLE = "alembic_version"
 
 

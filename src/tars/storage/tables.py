@@ -90,6 +90,8 @@ class TrainingStepRow(Base):
     length: Mapped[int] = mapped_column(Integer)
     timesteps: Mapped[int] = mapped_column(Integer)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The logged values that were NaN or infinite at this episode, by name (JSON has no such numbers).
+    non_finite: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -123,6 +125,22 @@ class IdempotencyKeyRow(Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class InsightCheckpointRow(Base):
+    """How far the insight engine has processed one agent's events (tars.domain.insight_feed)."""
+
+    __tablename__ = "insight_checkpoints"
+
+    agent_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    last_evaluation_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_evaluation_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    evaluations_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    runs: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class UserRow(Base):

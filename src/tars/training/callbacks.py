@@ -6,7 +6,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter
 
-from tars.domain.progress import EpisodeFinished, ProgressSink, StopCheck
+from tars.domain.progress import EpisodeFinished, ProgressSink, StopCheck, split_non_finite
 
 # SB3 logger keys worth keeping, under shorter names.
 _LOGGED = {
@@ -76,7 +76,9 @@ class EpisodeProgressCallback(BaseCallback):
                 continue
             self.episodes += 1
             elapsed = max(time.perf_counter() - self._started, 1e-9)
-            metrics = {**self.writer.latest, "steps_per_second": (self.num_timesteps - self._start_timesteps) / elapsed}
+            logged = {**self.writer.latest, "steps_per_second": (self.num_timesteps - self._start_timesteps) / elapsed}
+            # A diverged loss is reported by name: as a number it would not survive JSON.
+            metrics, non_finite = split_non_finite(logged)
             self.sink(
                 EpisodeFinished(
                     episode=self.episodes,
@@ -84,6 +86,7 @@ class EpisodeProgressCallback(BaseCallback):
                     length=int(episode["l"]),
                     timesteps=int(self.num_timesteps),
                     metrics=metrics,
+                    non_finite=non_finite,
                 )
             )
         if self.should_stop is not None and self.should_stop():
