@@ -215,7 +215,8 @@ def stack(request: pytest.FixtureRequest) -> Stack:
 @pytest.mark.slow
 def test_train_evaluate_store_and_serve(stack: Stack, processes: Processes, live_feeds: list[LiveFeed]) -> None:
     orchestration, dashboard = stack.orchestration_url, stack.dashboard_url
-    for url, service in ((orchestration, "orchestration"), (dashboard, "dashboard-api")):
+    services = ((orchestration, "orchestration"), (dashboard, "dashboard-api"), (stack.insight_url, "insight-engine"))
+    for url, service in services:
         health = httpx.get(f"{url}/health").json()
         assert (health["status"], health["service"], health["version"]) == ("ok", service, "v1.0.1"), health
 
