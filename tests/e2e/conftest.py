@@ -290,6 +290,37 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A dashboard page; its test fails on any uncaught script error."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    uncaught: list[str] = []
+    page.on("pageerror", lambda error: uncaught.append(str(error)))
+    yield page
+    context.close()
+    assert uncaught == []
+
+
+def log_in(page: Page, dashboard_url: str, username: str, route: str = "") -> None:
+    """Sign in on the dashboard's page at ``route``, and wait until its live feed is connected. The
+    document is marked: `same_document` tells whether it was never replaced (reloaded) since."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{dashboard_url}/{route}")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#connection")).to_have_text("connected")
+    page.evaluate("window.__sameDocument = true")
+
+
+def same_document(page: Page) -> bool:
+    """Whether the page still shows the document `log_in` marked: what happened since arrived live."""
+    return bool(page.evaluate("window.__sameDocument === true"))
+
+
 # An origin Chromium never reaches: Playwright answers every request to it.
 HARNESS_ORIGIN = "http://dashboard.test"
 

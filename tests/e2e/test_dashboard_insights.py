@@ -21,8 +21,8 @@ from playwright.sync_api import Browser, Page, expect
 from tars.api.applications import create_dashboard_app
 from tars.domain.insights import FindingKind, FindingState, Insight, Observation, Severity
 from tars.services.runtime import Runtime
-from tests.conftest import PASSWORD, SEEDED_USERS, AppServer
-from tests.e2e.conftest import harness_page
+from tests.conftest import SEEDED_USERS, AppServer
+from tests.e2e.conftest import harness_page, log_in, same_document
 from tests.insight_records import observation, resolved
 
 OPERATOR = SEEDED_USERS["operator"]
@@ -35,32 +35,6 @@ def server(runtime: Runtime) -> Iterator[str]:
     served.start()
     yield f"http://127.0.0.1:{served.port}"
     served.stop()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    uncaught: list[str] = []
-    page.on("pageerror", lambda error: uncaught.append(str(error)))
-    yield page
-    context.close()
-    assert uncaught == []
-
-
-def log_in(page: Page, url: str, username: str, route: str = "") -> None:
-    page.goto(f"{url}/{route}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#connection")).to_have_text("connected")
-    # Anything that replaces the document (a reload) drops this: what follows must arrive live.
-    page.evaluate("window.__sameDocument = true")
-
-
-def same_document(page: Page) -> bool:
-    return bool(page.evaluate("window.__sameDocument === true"))
 
 
 def row(page: Page, insight: Insight) -> Any:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.conftest import PASSWORD
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, log_in
 
 EVALUATION_EPISODES = 3  # TARS_EVALUATION_EPISODES in the stack's environment
 
@@ -22,26 +21,6 @@ def stack(embedded_stack: Callable[..., Stack]) -> Stack:
     stack.create_user("olivia", "operator")
     stack.create_user("victor", "viewer")
     return stack
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    uncaught: list[str] = []
-    page.on("pageerror", lambda error: uncaught.append(str(error)))
-    yield page
-    context.close()
-    assert uncaught == []
-
-
-def log_in(page: Page, stack: Stack, username: str, route: str = "") -> None:
-    page.goto(f"{stack.dashboard_url}/{route}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#connection")).to_have_text("connected")
 
 
 def shown_ids(page: Page, table: str) -> list[int]:
@@ -56,7 +35,7 @@ def submit_evaluation(stack: Stack, headers: dict[str, str], **body: Any) -> int
 
 @pytest.mark.browser
 def test_a_viewer_watches_but_gets_no_training_form(stack: Stack, page: Page) -> None:
-    log_in(page, stack, "victor")
+    log_in(page, stack.dashboard_url, "victor")
     expect(page.locator("#user")).to_have_text("victor")
     expect(page.locator("#role")).to_have_text("viewer")
     expect(page.locator("#agents tbody tr[data-agent-id='dqn']")).to_have_count(1)
@@ -78,7 +57,7 @@ def test_a_viewer_watches_but_gets_no_training_form(stack: Stack, page: Page) ->
 @pytest.mark.browser
 @pytest.mark.slow
 def test_an_operator_trains_from_the_agent_page_and_its_curves_match_rest(stack: Stack, page: Page) -> None:
-    log_in(page, stack, "olivia", "#/agents/ppo")
+    log_in(page, stack.dashboard_url, "olivia", "#/agents/ppo")
     expect(page.locator("#role")).to_have_text("operator")
     form = page.locator("#agent-page form.train-form")
     expect(form.get_by_label("Agent")).to_have_value("ppo")
@@ -114,7 +93,7 @@ def test_the_explorer_filters_and_pages_through_evaluations_as_the_api_does(stac
     for number in range(15):
         submit_evaluation(stack, headers, agent_id="dqn", environment="CartPole-v1", region="us-east-1", reward=number)
         submit_evaluation(stack, headers, agent_id="ppo", environment="CartPole-v1", region="eu-west-1", reward=number)
-    log_in(page, stack, "olivia")
+    log_in(page, stack.dashboard_url, "olivia")
 
     def rest_page(**query: Any) -> dict[str, Any]:
         params = {"agent_id": "ppo", "region": "us-east-1", "limit": 25, **query}
@@ -180,7 +159,7 @@ def test_the_explorer_filters_and_pages_through_evaluations_as_the_api_does(stac
 @pytest.mark.browser
 def test_a_batch_arrives_live_on_the_overview_and_is_counted_by_the_explorer(stack: Stack, page: Page) -> None:
     headers = stack.token("olivia")
-    log_in(page, stack, "olivia")
+    log_in(page, stack.dashboard_url, "olivia")
 
     def batch(**shared: Any) -> list[int]:
         items = [{"environment": "CartPole-v1", "region": "us-east-1", "reward": n, **shared} for n in range(30)]

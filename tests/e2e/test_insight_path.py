@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.conftest import PASSWORD
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, log_in, same_document
 from tests.waiting import eventually
 
 AGENT, ENVIRONMENT, REGION = "ppo", "CartPole-v1", "eu-west-1"
@@ -53,18 +52,8 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
 def open_page(context: BrowserContext, stack: Stack, username: str, route: str = "") -> Page:
     """A tab of its own (the dashboard keeps its login per tab), logged in, on ``route``."""
     page = context.new_page()
-    page.goto(f"{stack.dashboard_url}/{route}")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator("#connection")).to_have_text("connected")
-    # Anything that replaces the document (a reload) drops this: what follows must arrive live.
-    page.evaluate("window.__sameDocument = true")
+    log_in(page, stack.dashboard_url, username, route)
     return page
-
-
-def same_document(page: Page) -> bool:
-    return bool(page.evaluate("window.__sameDocument === true"))
 
 
 def post_batches(stack: Stack, operator: dict[str, str], rewards: np.ndarray[Any, Any]) -> None:
