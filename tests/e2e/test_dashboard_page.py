@@ -124,7 +124,7 @@ def test_operator_watches_a_run_and_evaluations_arrive_without_reloading(
         assert script_errors == []
         # Every module and the style sheet by the digest of its content, so no stale copy is ever run.
         assert len(static_files) >= 10, static_files
-        assert all(re.search(r"/static/[a-z]+\.(js|css)\?v=[0-9a-f]{16}$", url) for url in static_files), static_files
+        assert all(re.search(r"/static/[a-z-]+\.(js|css)\?v=[0-9a-f]{16}$", url) for url in static_files), static_files
     finally:
         screenshot = os.environ.get("TARS_E2E_SCREENSHOT") or str(tmp_path / "dashboard.png")
         with contextlib.suppress(Error):

@@ -231,7 +231,8 @@ def test_page_gives_up_after_ten_attempts_then_retry_reloads_what_it_missed_and_
         page.clock.resume()
 
         # Back up, and an evaluation arrives while the page is not listening. Embedded mode kept
-        # the replay window in memory, so the server resets both channels and the page reloads them.
+        # the replay window in memory, so the server resets the overview's three channels (runs,
+        # evaluations, insights) and the page reloads them.
         restarted = processes.start("tars-up-restarted", ["up"], stack.env)
         stack.services["tars-up"] = restarted
         wait_healthy(stack.dashboard_url, restarted)
@@ -248,7 +249,7 @@ def test_page_gives_up_after_ten_attempts_then_retry_reloads_what_it_missed_and_
         expect(connection).to_have_text("connected")
         expect(retry).to_be_hidden()
         expect(page.locator(f"#evaluations tbody tr[data-evaluation-id='{missed.json()['id']}']")).to_have_count(1)
-        assert page.evaluate("window.tarsLive.stats.resets") == 2
+        assert page.evaluate("window.tarsLive.stats.resets") == 3
 
         # Restarted with another signing key, the server refuses the page's token: back to the login form.
         restarted.kill()
