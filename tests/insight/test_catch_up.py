@@ -69,7 +69,11 @@ def test_a_replica_back_after_the_window_was_overrun_catches_up_from_the_databas
     run_id = started_attempt(orchestration, runtime, operator, "dqn")
     report(orchestration, operator, run_id, 1, [episode(n) for n in range(1, 11)])
     post_batch(dashboard, operator, [{"agent_id": "ppo", "environment": "CartPole-v1", "reward": 1.0}] * 150)
-    eventually(lambda: len(committed.ids["ppo"]) == 150, message="the first evaluations to be processed")
+    eventually(
+        lambda: len(committed.ids["ppo"]) == 150,
+        30,  # the engine polls; a loaded CI machine once took longer than 10 s here
+        message=lambda: f"the first 150 evaluations to be processed: {len(committed.ids['ppo'])}",
+    )
     eventually(lambda: first.engine.checkpoint("dqn") and first.engine.checkpoint("dqn").runs.get(run_id) == 10)  # type: ignore[union-attr]
     first.stop()
 

@@ -64,7 +64,14 @@ def test_the_live_event_an_evaluation_causes_is_relayed_in_the_submitters_trace(
 ) -> None:
     body = {"agent_id": "ppo", "environment": "CartPole-v1", "reward": 12.0}
     headers = {**auth["operator"], "traceparent": TRACEPARENT}
-    assert dashboard.post("/api/v1/evaluations", json=body, headers=headers).status_code == 201
+    token = auth["viewer"]["Authorization"].removeprefix("Bearer ")
+    # Someone watching: a replica relays events only while a WebSocket is open on it.
+    with dashboard.websocket_connect(f"/ws?token={token}") as ws:
+        assert ws.receive_json()["type"] == "authenticated"
+        ws.send_json({"type": "subscribe", "channel": "evaluations"})
+        assert ws.receive_json()["type"] == "subscribed"
+        assert dashboard.post("/api/v1/evaluations", json=body, headers=headers).status_code == 201
+        assert ws.receive_json()["event"] == "evaluation.created"
     relays = eventually(
         lambda: [s for s in spans.get_finished_spans() if s.name == "event.relay"], message="the event to be relayed"
     )
