@@ -27,6 +27,11 @@ with a known answer, beside the static rule a Prometheus alert would use, and it
         drops both found (a rule that finds only the large drops looks fast on its own).
     information bound: Lorden's lower bound on the delay of any detector with false alarms as rare as
         the target asks, even one knowing both distributions: log(800,000) / KL per drop stream.
+    oracle CUSUM: that detector itself, run: the exact log-likelihood-ratio CUSUM of each drop stream (it
+        knows the distributions before and after), its threshold set on clean draws to 0.5 false positive
+        per 1,000 streams, fed the same batches and scored the same way: the best delay there is.
+    bank efficiency: the drift (mean log-likelihood ratio after the change) of the bank's best alternative
+        for each drop, its baseline known exactly, as a share of the KL divergence (the oracle's drift).
     throughput: rewards per second on one core, fed in batches of 1, 10, 100 and 1,000 (a stream with
         drops and recoveries, so alarms and evidence are part of the cost), through the reward-regression
         detector alone and through every per-evaluation detector (regression and health per region,
@@ -37,8 +42,16 @@ Targets: recall >= 0.95 for drops >= 20 %, <= 1 false positive per 1,000 clean s
 <= 30 evaluations; throughput >= 1.5 x ingest.
 
     .venv/bin/python benchmarks/insights.py [--streams 1000] [--seed 0] [--batch 10] [--ingest-rate 90000]
-        [--scores savage|normal|wilcoxon] [--allowance 0.3] [--threshold 32] [--reference-margin 1.5]
-    (the detector's settings, to compare others with its defaults)
+        [--alternatives "a,b,threshold;..."] [--reference-margin 1.5]
+    (the detector's bank and margin, to compare others with its defaults)
+
+The `calibrate` mode chooses the bank's thresholds: clean streams drawn like these but from another seed,
+and uniform noise (which, ranks alone deciding, stands for every continuous distribution), through the
+detector with its alarms off, recording how high each alternative's CUSUM went where an alarm would have
+counted; thresholds at which at most --target (0.5) of 1,000 streams of either kind would have alarmed.
+
+    .venv/bin/python benchmarks/insights.py calibrate [--streams 20000] [--uniform-streams 10000] [--seed 1]
+        [--target 0.5] [--alternatives "a,b,threshold;..."] [--reference-margin 1.5] [--processes 2]
 
 The `throughput` mode measures the engine itself against the real ingest path, in one run:
     a fresh PostgreSQL database and Redis (--redis-url, emptied first); an insight-engine replica first
@@ -74,7 +87,12 @@ from _harness import add_postgres_arguments, emit
 from tars.domain.insights import FindingState, Subject
 from tars.insight.detectors.divergence import RegionDivergence
 from tars.insight.detectors.health import EvaluationHealth
-from tars.insight.detectors.regression import RegressionSettings, RewardRegression
+from tars.insight.detectors.regression import (
+    Alternative,
+    RegressionSettings,
+    RewardRegression,
+    rank_log_likelihood_ratios,
+)
 
 LENGTH = 1000
 RATE_PER_MINUTE = 10
@@ -263,6 +281,89 @@ def information_bound(streams: list[Stream]) -> dict[str, Any]:
         "false_alarm_once_in_evaluations": GAMMA,
         "median_delay": round(float(np.median(bounds)), 1),
         "share_of_drops_whose_bound_exceeds_30": round(float(np.mean(np.array(bounds) > 30)), 3),
+    }
+
+
+def cartpole_log_density(x: Floats, params: tuple[float, ...]) -> Floats:
+    """Log density of cartpole_draw's rewards (the atom at 500 as its probability; the parts' supports
+    do not overlap, and Jacobians common to both parameter sets are left out)."""
+    p, q, b = params
+    result = np.full(x.size, math.log((1 - p) * q))
+    failed = x < 150.0
+    shorter = ~failed & (x < 500.0)
+    result[failed] = math.log(p) + _log_beta_pdf((x[failed] - 8.0) / 142.0, 1.5, 6.0)
+    result[shorter] = math.log((1 - p) * (1 - q)) + _log_beta_pdf(
+        np.clip((500.0 - x[shorter]) / 350.0, 1e-12, None), 1.0, b
+    )
+    return result
+
+
+def log_likelihood_ratios(family: str, before: tuple[float, ...], after: tuple[float, ...], x: Floats) -> Floats:
+    if family == "cartpole":
+        return cartpole_log_density(x, after) - cartpole_log_density(x, before)
+    costs = np.maximum(-x, 1e-9)
+    return _pendulum_log_density(costs, after) - _pendulum_log_density(costs, before)
+
+
+def oracle_peaks(ratios: Floats, start: int) -> Floats:
+    """The CUSUM of log-likelihood ratios from ``start``, and its running maximum."""
+    steps = np.concatenate(([0.0], np.cumsum(ratios[start:])))
+    cusum = steps - np.minimum.accumulate(steps)
+    return np.concatenate((np.full(start, -math.inf), np.maximum.accumulate(cusum[1:])))
+
+
+def oracle(streams: list[Stream], batch: int, seed: int) -> dict[str, Any]:
+    """The exact CUSUM of each drop stream's log-likelihood ratio: a detector that knows the rewards'
+    distribution before the change and after it, watching from evaluation 200 as ours does, fed the same
+    batches, its threshold set on clean data (four streams per drop stream, drawn from its 'before', the
+    same pair's ratio) to the false-positive target (half the budget, as ours). What no detector that must
+    learn the baseline and guess the change can beat; the bound above is the same thing asymptotically."""
+    rng = np.random.default_rng(seed + 7)
+    drops = [stream for stream in streams if stream.group == "drop"]
+    start = RegressionSettings().warmup_size
+    peaks = []
+    for stream in drops:
+        draw = FAMILIES[stream.family][1]
+        for _ in range(4):
+            clean = draw(rng, LENGTH, stream.before)
+            peaks.append(
+                oracle_peaks(log_likelihood_ratios(stream.family, stream.before, stream.after, clean), start)[-1]
+            )
+    threshold = tail_threshold(np.array(peaks), 0.5 / 1000)
+    alarms = []
+    for stream in drops:
+        running = oracle_peaks(log_likelihood_ratios(stream.family, stream.before, stream.after, stream.rewards), start)
+        crossed = np.flatnonzero(running >= threshold)
+        alarms.append([] if crossed.size == 0 else [(int(crossed[0]) // batch + 1) * batch])
+    delays = [delay for delay in detection_delays(drops, alarms) if delay is not None]
+    return {
+        "threshold_nats": round(threshold, 2),
+        "clean_streams_for_the_threshold": len(peaks),
+        "recall": round(len(delays) / len(drops), 4) if drops else None,
+        "median_delay": float(np.median(delays)) if delays else None,
+    }
+
+
+def bank_efficiency(streams: list[Stream], alternatives: tuple[Alternative, ...], seed: int) -> dict[str, Any]:
+    """How much of each drop's information the bank's alternatives can use, its baseline known: per drop
+    stream, the mean log-likelihood ratio after the change (its drift, nats per evaluation) of each
+    alternative scored against 4,000 rewards of the stream's 'before' (20,000 draws of its 'after'), over
+    the KL divergence (the oracle's drift). A CUSUM's delay is about its threshold over its drift."""
+    rng = np.random.default_rng(seed + 11)
+    best, kls = [], []
+    for stream in streams:
+        if stream.group != "drop":
+            continue
+        draw = FAMILIES[stream.family][1]
+        reference = np.sort(draw(rng, 4000, stream.before))
+        drifts = rank_log_likelihood_ratios(reference, draw(rng, 20_000, stream.after), alternatives).mean(axis=1)
+        best.append(float(drifts.max()))
+        kls.append((cartpole_kl if stream.family == "cartpole" else pendulum_kl)(stream.before, stream.after))
+    shares = np.array(best) / np.array(kls)
+    return {
+        "median_kl_nats": round(float(np.median(kls)), 3),
+        "median_best_alternative_drift_nats": round(float(np.median(best)), 3),
+        "median_share_of_kl": round(float(np.median(shares)), 3),
     }
 
 
@@ -602,6 +703,141 @@ def engine_throughput(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# --- calibration: the thresholds, by simulation under no change ------------------------------------
+
+
+class PeakProbe(RewardRegression):
+    """The detector with its alarms off, recording the highest value each alternative's CUSUM reached
+    where an alarm would have counted (an excursion of at least min_after rewards whose mean is at
+    least the floor below the baseline's): it alarms on a stream exactly when a threshold is below."""
+
+    def __init__(self, settings: RegressionSettings) -> None:
+        silent = tuple(replace(item, threshold=math.inf) for item in settings.alternatives)
+        super().__init__(Subject("calibrate", "env", "region"), replace(settings, alternatives=silent))
+        self.peaks = np.full(len(silent), -math.inf)
+
+    def _watch(self, values: Floats, start: int, findings: list[Any]) -> int:
+        steps = np.cumsum(self._ratios(values) - self._allowances[:, None], axis=1)
+        cusums = steps - np.minimum(np.minimum.accumulate(steps, axis=1), -np.asarray(self._cusums)[:, None])
+        offsets = np.arange(values.size)
+        last_zero = np.maximum.accumulate(np.where(cusums == 0.0, offsets, -1), axis=1)
+        excursions = np.where(last_zero >= 0, start + last_zero + 1, np.asarray(self._excursions)[:, None])
+        # rewards from each excursion's start to each position, from what is kept since the last refresh
+        seen = np.concatenate(([0.0], np.cumsum(np.concatenate((self._recent, values)))))
+        ends = start + offsets - self._recent_start + 1
+        lengths = start + offsets - excursions + 1
+        means = (seen[ends] - seen[np.minimum(excursions - self._recent_start, ends[None, :] - 1)]) / np.maximum(
+            lengths, 1
+        )
+        scale = max(abs(self._reference_mean), self._reference_spread, 1e-12)
+        counts = (lengths >= self.settings.min_after) & (
+            (self._reference_mean - means) / scale >= self.settings.min_relative_drop
+        )
+        self.peaks = np.maximum(self.peaks, np.where(counts, cusums, -math.inf).max(axis=1))
+        return super()._watch(values, start, findings)
+
+
+def stream_peaks(args: tuple[list[Floats], RegressionSettings, int]) -> Floats:
+    streams, settings, batch = args
+    peaks = []
+    for rewards in streams:
+        probe = PeakProbe(settings)
+        for start in range(0, rewards.size, batch):
+            probe.observe(rewards[start : start + batch])
+        peaks.append(probe.peaks)
+    return np.array(peaks)
+
+
+def all_peaks(streams: list[Floats], settings: RegressionSettings, batch: int, processes: int) -> Floats:
+    from multiprocessing import get_context
+
+    parts = [(streams[index::processes], settings, batch) for index in range(processes)]
+    with get_context("fork").Pool(processes) as pool:
+        found = pool.map(stream_peaks, parts)
+    peaks = np.empty((len(streams), len(settings.alternatives)))
+    for index, part in enumerate(found):
+        peaks[index::processes] = part
+    return peaks
+
+
+def tail_threshold(peaks: Floats, probability: float) -> float:
+    """The threshold a stream's peak exceeds with ``probability``: the empirical quantile where at least
+    20 streams exceed it, else from an exponential fit of the survival function's tail (a CUSUM's peak
+    exceeds h with probability ~ C exp(-c h)) between the 3 % and the 0.1 % quantiles."""
+    ordered = np.sort(peaks)[::-1]
+    count = ordered.size
+    if probability * count >= 20:
+        return float(ordered[int(probability * count)])
+    ranks = np.arange(max(int(0.001 * count), 5), int(0.03 * count))
+    slope, intercept = np.polyfit(ordered[ranks], np.log((ranks + 0.5) / count), 1)
+    return float((math.log(probability) - intercept) / slope)
+
+
+def calibrate(args: argparse.Namespace) -> dict[str, Any]:
+    """Thresholds for the bank such that clean streams of LENGTH rewards raise at most --target false
+    alarms per 1,000. Their shape: each alternative the same probability of alarming on a clean stream,
+    from an exponential fit of its peaks' tail. Their level: shifted together, by the smallest amount
+    (in 0.05 nats) at which the bank raises at most --target per 1,000 on the clean streams drawn like
+    the benchmark's AND on uniform noise (which stands for every continuous distribution: ranks alone
+    decide), counted, not extrapolated."""
+    settings = replace(RegressionSettings(), alternatives=args.alternatives, reference_margin=args.reference_margin)
+    started = time.perf_counter()
+    clean = [stream.rewards for stream in generate(args.streams, args.seed) if stream.group == "clean"]
+    rng = np.random.default_rng(args.seed + 1)
+    uniform = [rng.random(LENGTH) for _ in range(args.uniform_streams)]
+    peaks = all_peaks(clean, settings, args.batch, args.processes)
+    uniform_peaks = all_peaks(uniform, settings, args.batch, args.processes)
+    target = args.target / 1000
+    reference_level = 0.01
+    at_reference = np.array([tail_threshold(peaks[:, index], reference_level) for index in range(peaks.shape[1])])
+    overlap = float(np.mean((peaks >= at_reference).any(axis=1))) / reference_level
+    shape = np.array([tail_threshold(peaks[:, index], target / overlap) for index in range(peaks.shape[1])])
+
+    def rate(found: Floats, thresholds: Floats) -> float:
+        return float(np.mean((found >= thresholds).any(axis=1)))
+
+    shift = -3.0
+    while max(rate(peaks, shape + shift), rate(uniform_peaks, shape + shift)) > target:
+        shift += 0.05
+    thresholds = np.round(shape + shift, 2)
+    chosen = tuple(
+        replace(item, threshold=float(value)) for item, value in zip(args.alternatives, thresholds, strict=True)
+    )
+    watched = LENGTH - settings.warmup_size
+    alarms = rate(peaks, thresholds)
+    return {
+        "benchmark": "insights_calibration",
+        "clean_streams": len(clean),
+        "uniform_streams": len(uniform),
+        "seed": args.seed,
+        "evaluations_per_stream": LENGTH,
+        "batch": args.batch,
+        "reference_margin": settings.reference_margin,
+        "target_false_positives_per_1000": args.target,
+        "overlap_of_alarms": round(overlap, 2),
+        "shift_from_the_tail_fit_nats": round(shift, 2),
+        "alternatives": format_alternatives(chosen),
+        "false_positives_per_1000": {
+            "clean_streams": round(1000 * alarms, 2),
+            "uniform_streams": round(1000 * rate(uniform_peaks, thresholds), 2),
+            "clean_streams_per_alternative": [
+                round(1000 * float(np.mean(peaks[:, index] >= value)), 2) for index, value in enumerate(thresholds)
+            ],
+        },
+        # evaluations watched per false alarm: the streams' watched evaluations over their alarms
+        "arl0_evaluations": round(watched / alarms) if alarms else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def parse_alternatives(text: str) -> tuple[Alternative, ...]:
+    return tuple(Alternative(*(float(part) for part in item.split(","))) for item in text.split(";") if item.strip())
+
+
+def format_alternatives(alternatives: tuple[Alternative, ...]) -> str:
+    return ";".join(f"{item.a:g},{item.b:g},{item.threshold:g}" for item in alternatives)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     modes = parser.add_subparsers(dest="mode")
@@ -619,27 +855,37 @@ def main() -> None:
     engine.add_argument("--seed", type=int, default=0)
     engine.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     add_postgres_arguments(engine)
+    defaults = RegressionSettings()
+    tune = modes.add_parser("calibrate", help="the detector's thresholds, by simulation on clean streams")
+    tune.add_argument("--streams", type=int, default=20_000, help="clean streams (and as many drops, unused)")
+    tune.add_argument("--seed", type=int, default=1, help="not the scoring run's 0")
+    tune.add_argument("--target", type=float, default=0.5, help="false positives per 1,000 clean streams")
+    tune.add_argument("--uniform-streams", type=int, default=10_000)
+    tune.add_argument("--batch", type=int, default=10)
+    tune.add_argument("--processes", type=int, default=2)
+    tune.add_argument("--alternatives", type=parse_alternatives, default=defaults.alternatives)
+    tune.add_argument("--reference-margin", type=float, default=defaults.reference_margin)
     parser.add_argument("--streams", type=int, default=1000, help="clean streams, and as many with a drop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=10, help="evaluations handed to the detector at once")
     parser.add_argument("--ingest-rate", type=float, default=90_000, help="batched ingest, evaluations/s")
     parser.add_argument("--throughput-evaluations", type=int, default=400_000)
-    defaults = RegressionSettings()
-    parser.add_argument("--scores", default=defaults.scores, choices=["savage", "normal", "wilcoxon"])
-    parser.add_argument("--allowance", type=float, default=defaults.allowance)
-    parser.add_argument("--threshold", type=float, default=defaults.threshold)
+    parser.add_argument(
+        "--alternatives",
+        type=parse_alternatives,
+        default=defaults.alternatives,
+        help="the detector's bank, as a,b,threshold;a,b,threshold (Beta(a, b), nats); default: "
+        + format_alternatives(defaults.alternatives),
+    )
     parser.add_argument("--reference-margin", type=float, default=defaults.reference_margin)
     args = parser.parse_args()
     if args.mode == "throughput":
         emit(engine_throughput(args))
         return
-    settings = replace(
-        defaults,
-        scores=args.scores,
-        allowance=args.allowance,
-        threshold=args.threshold,
-        reference_margin=args.reference_margin,
-    )
+    if args.mode == "calibrate":
+        emit(calibrate(args))
+        return
+    settings = replace(defaults, alternatives=args.alternatives, reference_margin=args.reference_margin)
 
     started = time.perf_counter()
     streams = generate(args.streams, args.seed)
@@ -679,16 +925,16 @@ def main() -> None:
             "batch": args.batch,
             "peer_time_model": f"{RATE_PER_MINUTE} evaluations a minute; rule evaluated every minute, no `for`",
             "settings": {
-                "scores": settings.scores,
+                "alternatives": format_alternatives(settings.alternatives),
                 "reference_margin": settings.reference_margin,
                 "warmup_size": settings.warmup_size,
                 "reference_size": settings.reference_size,
-                "allowance": settings.allowance,
-                "threshold": settings.threshold,
                 "min_relative_drop": settings.min_relative_drop,
             },
             **results,
             "information_bound": information_bound(streams),
+            "oracle_cusum": oracle(streams, args.batch, args.seed),
+            "bank_efficiency": bank_efficiency(streams, settings.alternatives, args.seed),
             "throughput": speed,
             "ingest_rate_per_second": args.ingest_rate,
             "throughput_ratio_at_batch": round(ratio, 2),

@@ -1,30 +1,35 @@
 """Reward regression: one (agent, environment, region) stream against its own recent baseline.
 
-A one-sided CUSUM on rank scores (docs/insights.md). Each reward is scored by where it falls among
-a reference sample of the stream's own recent rewards (its mid-rank percentile, standardised with
-the reference's ties), so the score has mean 0 and variance 1 before any change whatever the
-reward's distribution — bimodal, capped, skewed or heavy-tailed. A CUSUM of those scores signals a
-sustained downward shift after as few observations as the shift's size allows, and the point where
-it last stood at zero estimates when the shift began. The alarm opens a finding only if the rewards
-since then are lower by at least ``min_relative_drop`` of the baseline mean: a shift smaller than
-that is taken into the baseline instead (noise, or a change too small to be news).
+A bank of CUSUMs of rank log-likelihood ratios (docs/insights.md). Each new reward is placed among a
+reference sample of the stream's own recent rewards: L of them below it, U at or below it. Before any
+change its percentile u is uniform, whatever the rewards' distribution (bimodal, capped, skewed or
+heavy-tailed), and the rank interval [L/(n+1), (U+1)/(n+1)] has probability (U+1-L)/(n+1). Each
+alternative of the bank is a way of getting worse, a Beta(a, b) density of u: a < 1 puts more mass on
+the worst rewards (episodes failing), b > 1 less on the best (fewer perfect episodes). The reward's
+log-likelihood ratio is log(G(hi) - G(lo)) - log(hi - lo), G the alternative's distribution function
+on the interval: exact for ties (a capped reward shares its rank with the reference's), with mean
+below 0 before a change. A CUSUM per alternative signals a sustained change after as few rewards as
+its size allows (Lorden, Moustakides: the fastest detector for a given false-alarm rate, when the
+alternative is right), and the point where it last stood at zero estimates when the change began.
+The alarm opens a finding only if the rewards since then are lower by at least ``min_relative_drop``
+of the baseline mean: a shift smaller than that is taken into the baseline instead (noise, or a
+change too small to be news).
 
-Batches are scored at once (two binary searches in the sorted reference, a cumulative sum and a
-running minimum: the CUSUM recursion in closed form), so the cost per reward is a few array
-operations shared by the batch, not a test per reward.
+Batches are scored at once (two binary searches in the sorted reference, a table look-up, a
+cumulative sum and a running minimum per alternative: the CUSUM recursion in closed form), so the
+cost per reward is a few array operations shared by the batch, not a test per reward.
 """
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from statistics import NormalDist
 
 import numpy as np
-import numpy.typing as npt
 
 from tars.domain.insights import (
     Action,
@@ -44,23 +49,42 @@ _FEW = 16
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """A way of getting worse, as the density of a new reward's percentile u in the reference:
+    Beta(a, b), a <= 1 <= b. ``threshold``: the CUSUM's, in nats of log-likelihood ratio."""
+
+    a: float
+    b: float
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.a <= 1.0 <= self.b) or (self.a, self.b) == (1.0, 1.0) or self.threshold <= 0.0:
+            raise ValueError(f"an alternative needs 0 < a <= 1 <= b, not both 1, and a threshold > 0: {self}")
+
+
+@dataclass(frozen=True)
 class RegressionSettings:
     # Rewards in the reference sample, the stream's own recent past: watching starts once it holds
     # ``warmup_size``, and it grows to ``reference_size`` as the stream goes on.
     warmup_size: int = 200
     reference_size: int = 500
-    # How a reward's mid-rank percentile u in the reference becomes a score: "savage" (-log u: weighs
-    # the worst rewards most, as when a share of episodes starts failing), "normal" (van der Waerden,
-    # the normal quantile of 1 - u) or "wilcoxon" (0.5 - u).
-    scores: str = "savage"
-    # CUSUM allowance and threshold, in standard deviations of the score. Calibrated in
-    # benchmarks/insights.py: < 1 false alarm per 1,000 clean streams of 1,000 rewards.
-    allowance: float = 0.3
-    threshold: float = 32.0
-    # A reference of n rewards places the scores' mean off by about 1/sqrt(n) of their standard
-    # deviation; the allowance is widened by reference_margin / sqrt(n), so that an unlucky reference
-    # (a good stretch taken for the norm) does not drift the CUSUM up.
-    reference_margin: float = 1.5
+    # The bank. Beta(0.6, 1.3): more of the worst rewards and somewhat fewer of the best, the most
+    # efficient single alternative on the benchmark's drops. Beta(0.8, 2.3): mostly fewer of the best
+    # (CartPole's perfect episodes getting shorter). Beta(0.75, 1): a small shift towards the worst, for
+    # the drops too small for the other two, whose CUSUMs fall back to 0 and let the changed rewards
+    # into the reference; its long excursions also keep them out of it. Thresholds in nats, calibrated by
+    # simulation (`benchmarks/insights.py calibrate`): together, at most 0.5 false alarm per 1,000 clean
+    # streams of 1,000 rewards, drawn like the benchmark's or uniform (ARL0 about 2 million rewards).
+    alternatives: tuple[Alternative, ...] = (
+        Alternative(0.75, 1.0, 10.72),
+        Alternative(0.6, 1.3, 12.21),
+        Alternative(0.8, 2.3, 10.0),
+    )
+    # A reference of n rewards places each log-likelihood ratio's mean off by about 1/sqrt(n) of its
+    # standard deviation; the CUSUM's allowance is reference_margin / sqrt(n) of it, so that an
+    # unlucky reference (a good stretch taken for the norm) does not drift the CUSUM up. 2.5 of 1.0,
+    # 1.5, 2.5 and 3.5, each with its thresholds calibrated: the shortest delays on other seeds.
+    reference_margin: float = 2.5
     # Smallest drop, as a share of the baseline mean, that opens a finding; and from which it is critical.
     min_relative_drop: float = 0.10
     critical_drop: float = 0.30
@@ -74,11 +98,12 @@ class RegressionSettings:
     check_every: int = 10
     # An open finding is emitted again with its evidence brought up to date every this many rewards.
     update_every: int = 50
-    # Floor of the score's standard deviation, as a share of what it is without ties: a reference with
-    # (almost) no spread — a perfect CartPole agent's 500s — would otherwise make one odd reward an alarm.
-    min_score_sd: float = 0.2
     # Rewards kept as the evidence of an open regression.
     max_after: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.alternatives:
+            raise ValueError("the bank needs at least one alternative")
 
 
 class RewardRegression:
@@ -94,23 +119,37 @@ class RewardRegression:
         self.settings = settings or RegressionSettings()
         self.skipped = 0
         self._used = 0
+        alternatives = self.settings.alternatives
+        self._count = len(alternatives)
+        self._thresholds = [alternative.threshold for alternative in alternatives]
+        self._threshold_array = as_floats(self._thresholds)
         # The reference sample, in arrival order (to drop its oldest) and sorted (to score against).
         self._window: Floats = np.empty(0)
         self._sorted: Floats = np.empty(0)
         self._reference_mean = 0.0
         self._reference_spread = 0.0
-        # score of a reward = _table[number below it + number at or below it] (a doubled mid-rank)
-        self._table: Floats = np.empty(0)
-        # The same two as lists, for the plain-Python path.
+        # Per alternative: its distribution function at k/(n+1), k = 0..n+1; and, for a reward tied
+        # with none of the reference (L == U), its log-likelihood ratio by L.
+        self._cdfs: Floats = np.empty((self._count, 0))
+        self._untied: Floats = np.empty((self._count, 0))
+        self._allowances: Floats = np.zeros(self._count)
+        # The same as lists, for the plain-Python path.
         self._sorted_list: list[float] = []
-        self._table_list: list[float] = []
-        self._allowance = self.settings.allowance
+        self._cdf_lists: list[list[float]] = []
+        self._allowance_list: list[float] = []
+        # Each alternative's CUSUM step (ratio less allowance) for a reward tied with none of the
+        # reference, by the number below it: one look-up per reward for the whole bank.
+        self._steps_by_place: list[tuple[float, ...]] = []
+        # The same for a reward tied with some of the reference, by (number below it, number tied + 1).
+        self._steps_by_tie: dict[tuple[int, int], tuple[float, ...]] = {}
         # Rewards since the last refresh of the reference; _recent[0] is at position _recent_start.
         self._recent: Floats = np.empty(0)
         self._recent_start = 1
-        self._cusum = 0.0
-        # The position after the CUSUM last stood at 0: where a shift, if any, began.
-        self._excursion = 1
+        # Per alternative: its CUSUM, and the position after it last stood at 0 (where a change began).
+        self._cusums = [0.0] * self._count
+        self._excursions = [1] * self._count
+        # The alternative that raised the last alarm.
+        self._alarmed = 0
         # (last position, run id) of the batches seen, for naming the runs before and after a change.
         self._runs: deque[tuple[int, str | None]] = deque()
         self._open: _OpenRegression | None = None
@@ -146,7 +185,8 @@ class RewardRegression:
     def _warm_up(self, values: Floats, start: int) -> int:
         take = min(values.size, self.settings.warmup_size - self._window.size)
         self._set_reference(np.concatenate((self._window, values[:take])))
-        self._recent_start = self._excursion = start + take
+        self._recent_start = start + take
+        self._excursions = [self._recent_start] * self._count
         return take
 
     def _set_reference(self, window: Floats) -> None:
@@ -155,23 +195,13 @@ class RewardRegression:
         self._sorted = np.sort(self._window)
         self._reference_mean = float(self._window.mean())
         self._reference_spread = float(self._window.std())
-        raw = _raw_scores(self._sorted.size, settings.scores)
-        # Standardised with the scores the reference itself gets: mean 0 and variance 1 under no
-        # change, whatever ties it holds.
-        own = raw[self._doubled_midranks(self._sorted)]
-        floor = settings.min_score_sd * float(raw.std())
-        self._table = (raw - float(own.mean())) / max(float(own.std()), floor, 1e-12)
-        self._allowance = settings.allowance + settings.reference_margin / self._sorted.size**0.5
         self._sorted_list = self._sorted.tolist()
-        self._table_list = self._table.tolist()
+        bank = _bank(self._sorted.size, settings.alternatives, settings.reference_margin)
+        self._cdfs, self._untied, self._allowances = bank.cdfs, bank.untied, bank.allowances
+        self._cdf_lists, self._allowance_list, self._steps_by_place = bank.cdf_lists, bank.allowance_list, bank.steps
+        self._steps_by_tie = {}
 
-    def _doubled_midranks(self, values: Floats) -> npt.NDArray[np.intp]:
-        below = np.searchsorted(self._sorted, values, side="left")
-        at_or_below = np.searchsorted(self._sorted, values, side="right")
-        result: npt.NDArray[np.intp] = below + at_or_below
-        return result
-
-    # Watching: the CUSUM over rank scores.
+    # Watching: a CUSUM of log-likelihood ratios per alternative.
 
     def _watch(self, values: Floats, start: int, findings: list[Finding]) -> int:
         if values.size <= _FEW:
@@ -186,41 +216,76 @@ class RewardRegression:
         return taken
 
     def _watch_few(self, values: Floats, start: int) -> tuple[int, bool]:
-        """The CUSUM recursion itself, in plain Python: for a handful of rewards, cheaper than arrays."""
-        table, reference, allowance = self._table_list, self._sorted_list, self._allowance
-        threshold, min_after = self.settings.threshold, self.settings.min_after
-        cusum, excursion = self._cusum, self._excursion
-        taken, alarm = values.size, False
+        """The CUSUM recursions themselves, in plain Python: for a handful of rewards, cheaper than arrays."""
+        reference, size = self._sorted_list, len(self._sorted_list)
+        steps_by_place, cdfs, allowances = self._steps_by_place, self._cdf_lists, self._allowance_list
+        thresholds, min_after = self._thresholds, self.settings.min_after
+        cusums, excursions = self._cusums, self._excursions
         for offset, value in enumerate(values.tolist()):
-            cusum = max(0.0, cusum + table[bisect_left(reference, value) + bisect_right(reference, value)] - allowance)
-            if cusum == 0.0:
-                excursion = start + offset + 1
-            elif cusum >= threshold and start + offset - excursion + 1 >= min_after:
-                taken, alarm = offset + 1, True
-                break
-        self._cusum, self._excursion = cusum, excursion
-        return taken, alarm
+            below = bisect_left(reference, value)
+            if below < size and reference[below] == value:  # tied with some of the reference
+                span = bisect_right(reference, value, below) + 1 - below
+                tie = self._steps_by_tie.get((below, span))
+                if tie is None:
+                    tie = self._steps_by_tie[below, span] = tuple(
+                        math.log((cdf[below + span] - cdf[below]) * (size + 1) / span) - allowance
+                        for cdf, allowance in zip(cdfs, allowances, strict=True)
+                    )
+                steps = tie
+            else:
+                steps = steps_by_place[below]
+            position = start + offset
+            alarmed = -1
+            for index, step in enumerate(steps):
+                cusum = cusums[index] + step
+                if cusum <= 0.0:
+                    cusums[index] = 0.0
+                    excursions[index] = position + 1
+                    continue
+                cusums[index] = cusum
+                # an alarm counts once its excursion holds min_after rewards; the strongest is named
+                if (
+                    cusum >= thresholds[index]
+                    and position - excursions[index] + 1 >= min_after
+                    and (alarmed < 0 or cusum / thresholds[index] > cusums[alarmed] / thresholds[alarmed])
+                ):
+                    alarmed = index
+            if alarmed >= 0:
+                self._alarmed = alarmed
+                return offset + 1, True
+        return values.size, False
 
     def _watch_many(self, values: Floats, start: int) -> tuple[int, bool]:
-        steps = np.cumsum(self._table[self._doubled_midranks(values)] - self._allowance)
+        ratios = self._ratios(values)
+        steps = np.cumsum(ratios - self._allowances[:, None], axis=1)
         # S_t = max(0, S_{t-1} + x_t) in closed form: S_t = C_t - min(-S_0, min_{s<=t} C_s).
-        cusum = steps - np.minimum(np.minimum.accumulate(steps), -self._cusum)
-        # The position after the CUSUM last stood at 0, at every reward.
+        cusums = steps - np.minimum(np.minimum.accumulate(steps, axis=1), -as_floats(self._cusums)[:, None])
+        # The position after each CUSUM last stood at 0, at every reward.
         offsets = np.arange(values.size)
-        last_zero = np.maximum.accumulate(np.where(cusum == 0.0, offsets, -1))
-        excursion = np.where(last_zero >= 0, start + last_zero + 1, self._excursion)
+        last_zero = np.maximum.accumulate(np.where(cusums == 0.0, offsets, -1), axis=1)
+        excursions = np.where(last_zero >= 0, start + last_zero + 1, np.asarray(self._excursions)[:, None])
         # An alarm counts once its excursion holds min_after rewards; before, keep watching.
-        ready = (cusum >= self.settings.threshold) & (start + offsets - excursion + 1 >= self.settings.min_after)
-        alarms = np.flatnonzero(ready)
+        ready = (cusums >= self._threshold_array[:, None]) & (
+            start + offsets - excursions + 1 >= self.settings.min_after
+        )
+        alarms = np.flatnonzero(ready.any(axis=0))
         taken = values.size if alarms.size == 0 else int(alarms[0]) + 1
-        self._cusum = float(cusum[taken - 1])
-        self._excursion = int(excursion[taken - 1])
+        if alarms.size:
+            column = int(alarms[0])
+            strength = np.where(ready[:, column], cusums[:, column] / self._threshold_array, -1.0)
+            self._alarmed = int(np.argmax(strength))
+        self._cusums = cusums[:, taken - 1].tolist()
+        self._excursions = [int(excursion) for excursion in excursions[:, taken - 1]]
         return taken, alarms.size > 0
 
+    def _ratios(self, values: Floats) -> Floats:
+        """Each alternative's log-likelihood ratio of each reward (a row per alternative)."""
+        return _ratios(self._sorted, values, self._cdfs, self._untied)
+
     def _refresh(self, force: bool = False) -> None:
-        """Moves the rewards before the current excursion into the reference, a block at a time; with
-        ``force``, all of them (a shift too small to report becomes the new baseline)."""
-        safe = self._recent.size if force else self._excursion - self._recent_start
+        """Moves the rewards before the earliest current excursion into the reference, a block at a
+        time; with ``force``, all of them (a shift too small to report becomes the new baseline)."""
+        safe = self._recent.size if force else min(self._excursions) - self._recent_start
         cap = 4 * self.settings.reference_size
         if not force and self._recent.size > cap:  # a long excursion that never alarms: bound it
             safe = self._recent.size - cap
@@ -230,23 +295,27 @@ class RewardRegression:
         self._recent = self._recent[safe:]
         self._recent_start += safe
         if force:
-            self._cusum = 0.0
-        self._excursion = max(self._excursion, self._recent_start)
+            self._cusums = [0.0] * self._count
+        self._excursions = [max(excursion, self._recent_start) for excursion in self._excursions]
         while len(self._runs) > 1 and self._runs[0][0] < self._recent_start - 1:
             self._runs.popleft()
 
     def _alarm(self, position: int, findings: list[Finding]) -> None:
-        change = self._excursion
+        change = self._excursions[self._alarmed]
         after = self._recent[change - self._recent_start :]
         drop = relative_drop(self._reference_mean, float(after.mean()), self._reference_spread)
         if drop < self.settings.min_relative_drop:
             self._refresh(force=True)
             return
+        alternative = self.settings.alternatives[self._alarmed]
         self._open = _OpenRegression(
             first_seen=change,
             after=after,
-            statistic=self._cusum,
-            baseline_run=self._run_at(change - 1),
+            statistic=self._cusums[self._alarmed],
+            alternative=alternative,
+            allowance=float(self._allowances[self._alarmed]),
+            # the baseline is the reference: its newest reward names the run it is of
+            baseline_run=self._run_at(self._recent_start - 1),
             current_run=self._run_at(position),
             emitted_at=position,
             checked_at=position,
@@ -270,9 +339,10 @@ class RewardRegression:
             if recent.size >= settings.recovery_window and self._recovered(recent):
                 findings.append(self._finding(FindingState.RESOLVED, position, recent))
                 self._open = None
-                self._cusum = 0.0
+                self._cusums = [0.0] * self._count
                 self._recent = np.empty(0)
-                self._recent_start = self._excursion = position + 1
+                self._recent_start = position + 1
+                self._excursions = [self._recent_start] * self._count
                 return values.size
         if position - regression.emitted_at >= settings.update_every:
             regression.emitted_at = position
@@ -297,10 +367,11 @@ class RewardRegression:
         drop = relative_drop(self._reference_mean, float(after.mean()), self._reference_spread)
         severity = Severity.CRITICAL if drop >= settings.critical_drop else Severity.WARNING
         evidence: dict[str, Evidence] = {
-            "method": "rank CUSUM, confirmed by a one-sided Mann-Whitney test",
+            "method": "rank log-likelihood-ratio CUSUM, confirmed by a one-sided Mann-Whitney test",
+            "alternative": f"Beta({regression.alternative.a:g}, {regression.alternative.b:g})",
             "statistic": regression.statistic,
-            "threshold": settings.threshold,
-            "allowance": self._allowance,
+            "threshold": regression.alternative.threshold,
+            "allowance": regression.allowance,
             "p_value": test.p_value,
             "effect_size": test.cliffs_delta,
             "relative_drop": drop,
@@ -341,6 +412,8 @@ class RewardRegression:
 class _OpenRegression:
     first_seen: int
     statistic: float
+    alternative: Alternative
+    allowance: float
     after: Floats
     baseline_run: str | None
     current_run: str | None
@@ -363,17 +436,78 @@ def _recommend(regression: _OpenRegression) -> Recommendation:
     )
 
 
+def rank_log_likelihood_ratios(reference: Floats, values: Floats, alternatives: tuple[Alternative, ...]) -> Floats:
+    """Each alternative's log-likelihood ratio of each value against a sorted reference sample (a row
+    per alternative), as the detector scores rewards (without its allowance)."""
+    bank = _bank(reference.size, alternatives, 0.0)
+    return _ratios(reference, values, bank.cdfs, bank.untied)
+
+
+def _ratios(reference: Floats, values: Floats, cdfs: Floats, untied: Floats) -> Floats:
+    below = np.searchsorted(reference, values, side="left")
+    at_or_below = np.searchsorted(reference, values, side="right")
+    ratios: Floats = untied[:, below]
+    tied = np.flatnonzero(at_or_below > below)
+    if tied.size:
+        low, high = below[tied], at_or_below[tied]
+        mass = cdfs[:, high + 1] - cdfs[:, low]
+        ratios[:, tied] = np.log(mass * (reference.size + 1) / (high + 1 - low))
+    return ratios
+
+
+@dataclass(frozen=True)
+class _Bank:
+    """What scoring against a reference of one size takes, for every alternative of a bank (arrays
+    with a row per alternative, and the same as lists for the plain-Python path)."""
+
+    cdfs: Floats
+    untied: Floats
+    allowances: Floats
+    cdf_lists: list[list[float]]
+    allowance_list: list[float]
+    steps: list[tuple[float, ...]]  # by the number below: each alternative's ratio less its allowance
+
+
 @cache
-def _raw_scores(size: int, kind: str) -> Floats:
-    """Score of each doubled mid-rank j in 0..2n against a reference of n: its percentile is
-    (j + 1) / (2n + 2), and a lower percentile is a worse reward, so a higher score. Made once per
-    reference size and shared by every detector (the normal quantiles come from the standard library)."""
-    percentiles = as_floats((np.arange(2 * size + 1) + 1.0) / (2.0 * size + 2.0))
-    if kind == "savage":
-        return as_floats(-np.log(percentiles))
-    if kind == "normal":
-        inverse = NormalDist().inv_cdf
-        return as_floats([inverse(1.0 - float(percentile)) for percentile in percentiles])
-    if kind == "wilcoxon":
-        return 0.5 - percentiles
-    raise ValueError(f"no such scores: {kind!r} (savage, normal or wilcoxon)")
+def _bank(size: int, alternatives: tuple[Alternative, ...], margin: float) -> _Bank:
+    """Made once per reference size and bank, shared by every detector (a reference refreshes to the
+    same size again and again once it has grown)."""
+    tables = [_tables(size, alternative.a, alternative.b) for alternative in alternatives]
+    cdfs = np.stack([cdf for cdf, _, _ in tables])
+    untied = np.stack([untied for _, untied, _ in tables])
+    allowances = as_floats([margin * spread / size**0.5 for _, _, spread in tables])
+    steps = list(zip(*(untied - allowances[:, None]).tolist(), strict=True))
+    return _Bank(cdfs, untied, allowances, cdfs.tolist(), allowances.tolist(), steps)
+
+
+@cache
+def _tables(size: int, a: float, b: float) -> tuple[Floats, Floats, float]:
+    """For a reference of ``size`` rewards and the alternative Beta(a, b): its distribution function
+    at k/(size+1), k = 0..size+1; the log-likelihood ratio of a reward tied with none of the reference,
+    by the number below it; and that ratio's standard deviation before a change (each of the size+1
+    places equally likely). Made once per reference size and alternative, shared by every detector."""
+    cdf = _beta_cdf(as_floats(np.arange(size + 2) / (size + 1.0)), a, b)
+    with np.errstate(divide="ignore"):
+        untied = as_floats(np.log(np.diff(cdf) * (size + 1)))
+    return cdf, untied, float(untied.std())
+
+
+def _beta_cdf(points: Floats, a: float, b: float) -> Floats:
+    """The regularised incomplete beta function I_u(a, b) at ``points``, for a <= 1 <= b: closed forms
+    when a or b is 1, else interpolated in a table of the integral (below)."""
+    if b == 1.0:
+        return as_floats(points**a)
+    if a == 1.0:
+        return as_floats(1.0 - (1.0 - points) ** b)
+    grid, cumulative = _beta_integral(a, b)
+    return as_floats(np.interp(points**a, grid, cumulative))
+
+
+@cache
+def _beta_integral(a: float, b: float) -> tuple[Floats, Floats]:
+    """I_u(a, b) as the integral of (1 - t^(1/a))^(b-1) / a over t = u^a (smooth there, where the density
+    is not at 0), by the trapezoidal rule on a fine grid of t, normalised to end at 1: once per (a, b)."""
+    grid = np.linspace(0.0, 1.0, 100_001)
+    density = (1.0 - grid ** (1.0 / a)) ** (b - 1.0)
+    cumulative = np.concatenate(([0.0], np.cumsum((density[1:] + density[:-1]) / 2.0)))
+    return grid, as_floats(cumulative / cumulative[-1])
