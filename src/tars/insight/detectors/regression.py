@@ -64,10 +64,10 @@ class Alternative:
 
 @dataclass(frozen=True)
 class RegressionSettings:
-    # Rewards in the reference sample, the stream's own recent past: watching starts once it holds
-    # ``warmup_size``, and it grows to ``reference_size`` as the stream goes on.
+    # Rewards in the reference sample, the stream's own past: watching starts once it holds
+    # ``warmup_size``, and it grows to ``reference_size`` (then the newest) as the stream goes on.
     warmup_size: int = 200
-    reference_size: int = 500
+    reference_size: int = 1000
     # The bank. Beta(0.6, 1.3): more of the worst rewards and somewhat fewer of the best, the most
     # efficient single alternative on the benchmark's drops. Beta(0.8, 2.3): mostly fewer of the best
     # (CartPole's perfect episodes getting shorter). Beta(0.75, 1): a small shift towards the worst, for
@@ -76,21 +76,21 @@ class RegressionSettings:
     # simulation (`benchmarks/insights.py calibrate`): together, at most 0.5 false alarm per 1,000 clean
     # streams of 1,000 rewards, drawn like the benchmark's or uniform (ARL0 about 2 million rewards).
     alternatives: tuple[Alternative, ...] = (
-        Alternative(0.75, 1.0, 10.72),
-        Alternative(0.6, 1.3, 12.21),
-        Alternative(0.8, 2.3, 10.0),
+        Alternative(0.75, 1.0, 12.37),
+        Alternative(0.6, 1.3, 13.96),
+        Alternative(0.8, 2.3, 13.8),
     )
-    # A reference of n rewards places each log-likelihood ratio's mean off by about 1/sqrt(n) of its
-    # standard deviation; the CUSUM's allowance is reference_margin / sqrt(n) of it, so that an
-    # unlucky reference (a good stretch taken for the norm) does not drift the CUSUM up. 2.5 of 1.0,
-    # 1.5, 2.5 and 3.5, each with its thresholds calibrated: the shortest delays on other seeds.
-    reference_margin: float = 2.5
+    # Each CUSUM's allowance, in standard deviations of its log-likelihood ratio before a change over
+    # sqrt(n), n the reference's size: a guard against a reference that misplaces the rewards'
+    # distribution (a good stretch taken for the norm drifts a CUSUM up). None is needed: such a
+    # reference lasts one block (``refresh_every``), and the thresholds are calibrated with it.
+    reference_margin: float = 0.0
     # Smallest drop, as a share of the baseline mean, that opens a finding; and from which it is critical.
     min_relative_drop: float = 0.10
     critical_drop: float = 0.30
     # Fewest rewards after the estimated change before a finding opens.
     min_after: int = 10
-    # Rewards before the current excursion join the reference this many at a time.
+    # Rewards join the reference this many at a time (each is scored against all those before its block).
     refresh_every: int = 50
     # An open regression clears when the mean of the last ``recovery_window`` rewards is within half
     # the floor of the baseline mean; checked every ``check_every`` rewards.
@@ -283,30 +283,42 @@ class RewardRegression:
         return _ratios(self._sorted, values, self._cdfs, self._untied)
 
     def _refresh(self, force: bool = False) -> None:
-        """Moves the rewards before the earliest current excursion into the reference, a block at a
-        time; with ``force``, all of them (a shift too small to report becomes the new baseline)."""
-        safe = self._recent.size if force else min(self._excursions) - self._recent_start
-        cap = 4 * self.settings.reference_size
-        if not force and self._recent.size > cap:  # a long excursion that never alarms: bound it
-            safe = self._recent.size - cap
-        if safe < (1 if force else self.settings.refresh_every):
+        """Moves the rewards since the last refresh into the reference once there are ``refresh_every``
+        of them; with ``force``, however few, and the CUSUMs start again (a shift too small to report
+        becomes the new baseline). Every reward is so scored against all the rewards before its block,
+        those of a current excursion too: a reference that happens to misplace the rewards' distribution
+        is corrected within a block instead of lasting (sequential ranks, a block at a time)."""
+        if self._recent.size < (1 if force else self.settings.refresh_every):
             return
-        self._set_reference(np.concatenate((self._window, self._recent[:safe])))
-        self._recent = self._recent[safe:]
-        self._recent_start += safe
+        self._set_reference(np.concatenate((self._window, self._recent)))
+        self._recent_start += self._recent.size
+        self._recent = np.empty(0)
         if force:
             self._cusums = [0.0] * self._count
-        self._excursions = [max(excursion, self._recent_start) for excursion in self._excursions]
-        while len(self._runs) > 1 and self._runs[0][0] < self._recent_start - 1:
+            self._excursions = [self._recent_start] * self._count
+        oldest = self._recent_start - self._window.size
+        while len(self._runs) > 1 and self._runs[0][0] < oldest - self.settings.min_after:
             self._runs.popleft()
 
+    def _split(self, change: int) -> tuple[Floats, Floats]:
+        """The reference's rewards before ``change`` (the baseline, at least ``warmup_size`` of them), and
+        the rewards from there on (the stretch, some of them already in the reference)."""
+        held = min(self._recent_start - change, self._window.size - self.settings.warmup_size)
+        if held <= 0:
+            return self._window, self._recent[-held:]
+        kept = self._window.size - held
+        return self._window[:kept], np.concatenate((self._window[kept:], self._recent))
+
     def _alarm(self, position: int, findings: list[Finding]) -> None:
-        change = self._excursions[self._alarmed]
-        after = self._recent[change - self._recent_start :]
-        drop = relative_drop(self._reference_mean, float(after.mean()), self._reference_spread)
+        baseline, after = self._split(self._excursions[self._alarmed])
+        drop = relative_drop(float(baseline.mean()), float(after.mean()), float(baseline.std()))
         if drop < self.settings.min_relative_drop:
             self._refresh(force=True)
             return
+        change = position - after.size + 1
+        # The regression is measured against the baseline, which stays as it is while it is open.
+        self._set_reference(baseline)
+        self._recent = np.empty(0)
         alternative = self.settings.alternatives[self._alarmed]
         self._open = _OpenRegression(
             first_seen=change,
@@ -314,8 +326,9 @@ class RewardRegression:
             statistic=self._cusums[self._alarmed],
             alternative=alternative,
             allowance=float(self._allowances[self._alarmed]),
-            # the baseline is the reference: its newest reward names the run it is of
-            baseline_run=self._run_at(self._recent_start - 1),
+            # A fast alarm can date a change a few rewards late: the baseline's run is the one
+            # min_after rewards before.
+            baseline_run=self._run_at(change - 1 - self.settings.min_after),
             current_run=self._run_at(position),
             emitted_at=position,
             checked_at=position,
