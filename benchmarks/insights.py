@@ -293,7 +293,7 @@ def cartpole_log_density(x: Floats, params: tuple[float, ...]) -> Floats:
     shorter = ~failed & (x < 500.0)
     result[failed] = math.log(p) + _log_beta_pdf((x[failed] - 8.0) / 142.0, 1.5, 6.0)
     result[shorter] = math.log((1 - p) * (1 - q)) + _log_beta_pdf(
-        np.clip((500.0 - x[shorter]) / 350.0, 1e-12, None), 1.0, b
+        np.clip((500.0 - x[shorter]) / 350.0, 1e-12, 1.0 - 1e-12), 1.0, b
     )
     return result
 

@@ -27,7 +27,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -193,13 +193,18 @@ class RewardRegression:
         settings = self.settings
         self._window = window[-settings.reference_size :]
         self._sorted = np.sort(self._window)
-        self._reference_mean = float(self._window.mean())
-        self._reference_spread = float(self._window.std())
+        size = self._sorted.size
+        self._reference_mean = float(self._window.sum()) / size
+        self._reference_spread = (
+            max(float(np.dot(self._window, self._window)) / size - self._reference_mean**2, 0.0) ** 0.5
+        )
         self._sorted_list = self._sorted.tolist()
-        bank = _bank(self._sorted.size, settings.alternatives, settings.reference_margin)
+        self._steps_by_tie = {}
+        if size == self._untied.shape[1] - 1:  # the same size as before (the common case once grown)
+            return
+        bank = _bank(size, settings.alternatives, settings.reference_margin)
         self._cdfs, self._untied, self._allowances = bank.cdfs, bank.untied, bank.allowances
         self._cdf_lists, self._allowance_list, self._steps_by_place = bank.cdf_lists, bank.allowance_list, bank.steps
-        self._steps_by_tie = {}
 
     # Watching: a CUSUM of log-likelihood ratios per alternative.
 
@@ -288,11 +293,14 @@ class RewardRegression:
         becomes the new baseline). Every reward is so scored against all the rewards before its block,
         those of a current excursion too: a reference that happens to misplace the rewards' distribution
         is corrected within a block instead of lasting (sequential ranks, a block at a time)."""
-        if self._recent.size < (1 if force else self.settings.refresh_every):
+        every = self.settings.refresh_every
+        # whole blocks: the reference then takes few distinct sizes as it grows (a table each)
+        moved = self._recent.size if force else self._recent.size // every * every
+        if moved == 0:
             return
-        self._set_reference(np.concatenate((self._window, self._recent)))
-        self._recent_start += self._recent.size
-        self._recent = np.empty(0)
+        self._set_reference(np.concatenate((self._window, self._recent[:moved])))
+        self._recent_start += moved
+        self._recent = self._recent[moved:]
         if force:
             self._cusums = [0.0] * self._count
             self._excursions = [self._recent_start] * self._count
@@ -481,10 +489,11 @@ class _Bank:
     steps: list[tuple[float, ...]]  # by the number below: each alternative's ratio less its allowance
 
 
-@cache
+@lru_cache(maxsize=64)
 def _bank(size: int, alternatives: tuple[Alternative, ...], margin: float) -> _Bank:
-    """Made once per reference size and bank, shared by every detector (a reference refreshes to the
-    same size again and again once it has grown)."""
+    """Made once per reference size and bank, shared by every detector: a reference grows by whole
+    blocks (17 sizes from 200 to 1,000) and then keeps its size. Bounded (a table of 1,000 is ~300 kB),
+    since a reference that took in a stretch too small to report has grown to any size."""
     tables = [_tables(size, alternative.a, alternative.b) for alternative in alternatives]
     cdfs = np.stack([cdf for cdf, _, _ in tables])
     untied = np.stack([untied for _, untied, _ in tables])
@@ -493,12 +502,11 @@ def _bank(size: int, alternatives: tuple[Alternative, ...], margin: float) -> _B
     return _Bank(cdfs, untied, allowances, cdfs.tolist(), allowances.tolist(), steps)
 
 
-@cache
 def _tables(size: int, a: float, b: float) -> tuple[Floats, Floats, float]:
     """For a reference of ``size`` rewards and the alternative Beta(a, b): its distribution function
     at k/(size+1), k = 0..size+1; the log-likelihood ratio of a reward tied with none of the reference,
     by the number below it; and that ratio's standard deviation before a change (each of the size+1
-    places equally likely). Made once per reference size and alternative, shared by every detector."""
+    places equally likely)."""
     cdf = _beta_cdf(as_floats(np.arange(size + 2) / (size + 1.0)), a, b)
     with np.errstate(divide="ignore"):
         untied = as_floats(np.log(np.diff(cdf) * (size + 1)))
