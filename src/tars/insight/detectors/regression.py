@@ -191,7 +191,10 @@ class RewardRegression:
 
     def _set_reference(self, window: Floats) -> None:
         settings = self.settings
-        self._window = window[-settings.reference_size :]
+        # Whole blocks past the warm-up, the oldest dropped: the reference takes few sizes (a table each).
+        blocks = max(window.size - settings.warmup_size, 0) // settings.refresh_every
+        size = min(settings.reference_size, window.size, settings.warmup_size + blocks * settings.refresh_every)
+        self._window = window[-size:]
         self._sorted = np.sort(self._window)
         size = self._sorted.size
         self._reference_mean = float(self._window.sum()) / size
