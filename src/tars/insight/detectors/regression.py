@@ -1,7 +1,9 @@
 """Reward regression: one (agent, environment, region) stream against its own recent baseline.
 
 A bank of CUSUMs of rank log-likelihood ratios (docs/insights.md). Each new reward is placed among a
-reference sample of the stream's own recent rewards: L of them below it, U at or below it. Before any
+reference sample of the stream's own past rewards, every reward before its block of ``refresh_every``
+(sequential ranks, by blocks: a reference that misplaces the distribution lasts one block), up to the
+newest ``reference_size``: L of them below it, U at or below it. Before any
 change its percentile u is uniform, whatever the rewards' distribution (bimodal, capped, skewed or
 heavy-tailed), and the rank interval [L/(n+1), (U+1)/(n+1)] has probability (U+1-L)/(n+1). Each
 alternative of the bank is a way of getting worse, a Beta(a, b) density of u: a < 1 puts more mass on
@@ -71,10 +73,10 @@ class RegressionSettings:
     # The bank. Beta(0.6, 1.3): more of the worst rewards and somewhat fewer of the best, the most
     # efficient single alternative on the benchmark's drops. Beta(0.8, 2.3): mostly fewer of the best
     # (CartPole's perfect episodes getting shorter). Beta(0.75, 1): a small shift towards the worst, for
-    # the drops too small for the other two, whose CUSUMs fall back to 0 and let the changed rewards
-    # into the reference; its long excursions also keep them out of it. Thresholds in nats, calibrated by
-    # simulation (`benchmarks/insights.py calibrate`): together, at most 0.5 false alarm per 1,000 clean
-    # streams of 1,000 rewards, drawn like the benchmark's or uniform (ARL0 about 2 million rewards).
+    # the drops too small for the other two (their drift is negative for them: without it, 92 % of the
+    # benchmark's drops are found). Thresholds in nats, calibrated by simulation (`benchmarks/insights.py
+    # calibrate`): together, at most 0.5 false alarm per 1,000 clean streams of 1,000 rewards, drawn like
+    # the benchmark's (0.3) or uniform (0.5): ARL0 about 2.7 million rewards.
     alternatives: tuple[Alternative, ...] = (
         Alternative(0.75, 1.0, 12.37),
         Alternative(0.6, 1.3, 13.96),
