@@ -293,7 +293,7 @@ def cartpole_log_density(x: Floats, params: tuple[float, ...]) -> Floats:
     shorter = ~failed & (x < 500.0)
     result[failed] = math.log(p) + _log_beta_pdf((x[failed] - 8.0) / 142.0, 1.5, 6.0)
     result[shorter] = math.log((1 - p) * (1 - q)) + _log_beta_pdf(
-        np.clip((500.0 - x[shorter]) / 350.0, 1e-12, None), 1.0, b
+        np.clip((500.0 - x[shorter]) / 350.0, 1e-12, 1.0 - 1e-12), 1.0, b
     )
     return result
 
@@ -722,17 +722,23 @@ class PeakProbe(RewardRegression):
         offsets = np.arange(values.size)
         last_zero = np.maximum.accumulate(np.where(cusums == 0.0, offsets, -1), axis=1)
         excursions = np.where(last_zero >= 0, start + last_zero + 1, np.asarray(self._excursions)[:, None])
-        # rewards from each excursion's start to each position, from what is kept since the last refresh
-        seen = np.concatenate(([0.0], np.cumsum(np.concatenate((self._recent, values)))))
-        ends = start + offsets - self._recent_start + 1
-        lengths = start + offsets - excursions + 1
-        means = (seen[ends] - seen[np.minimum(excursions - self._recent_start, ends[None, :] - 1)]) / np.maximum(
-            lengths, 1
-        )
-        scale = max(abs(self._reference_mean), self._reference_spread, 1e-12)
-        counts = (lengths >= self.settings.min_after) & (
-            (self._reference_mean - means) / scale >= self.settings.min_relative_drop
-        )
+        # The detector's floor check (_split) at every position: the reference's rewards before the
+        # excursion (at least warmup_size of them) against every reward from it to the position.
+        rewards = np.concatenate((self._window, self._recent, values))
+        oldest = self._recent_start - self._window.size  # the position of rewards[0]
+        sums = np.concatenate(([0.0], np.cumsum(rewards)))
+        squares = np.concatenate(([0.0], np.cumsum(rewards**2)))
+        change = np.maximum(excursions, oldest + self.settings.warmup_size)
+        before = np.minimum(change, self._recent_start) - oldest  # baseline size
+        ends = start + offsets - oldest + 1
+        lengths = ends[None, :] - (change - oldest)
+        base_mean = sums[before] / before
+        base_spread = np.sqrt(np.maximum(squares[before] / before - base_mean**2, 0.0))
+        after_mean = (sums[ends][None, :] - sums[change - oldest]) / np.maximum(lengths, 1)
+        scale = np.maximum(np.maximum(np.abs(base_mean), base_spread), 1e-12)
+        floor = self.settings.min_relative_drop
+        long_enough = start + offsets - excursions + 1 >= self.settings.min_after  # as the detector counts it
+        counts = long_enough & ((base_mean - after_mean) / scale >= floor)
         self.peaks = np.maximum(self.peaks, np.where(counts, cusums, -math.inf).max(axis=1))
         return super()._watch(values, start, findings)
 

@@ -190,7 +190,9 @@ def test_the_bank_names_the_alternative_that_fits_the_change() -> None:
     """Perfect episodes getting shorter (fewer of the best rewards, no more failures) is what Beta(0.8, 2.3)
     is for; a share of episodes failing outright (more of the worst, the rest as before), the others."""
     rng = np.random.default_rng(15)
-    shorter = np.concatenate((cartpole(rng, 400, failure_share=0.02), rng.uniform(150, 480, 300)))
+    # perfect 500s from 80 % of the episodes to 30 %, the others shorter than they were (Beta(1, 1.5))
+    fewer_perfect = np.where(rng.random(300) < 0.3, 500.0, 500.0 - 350.0 * rng.beta(1.0, 1.5, 300))
+    shorter = np.concatenate((cartpole(rng, 400, failure_share=0.02), fewer_perfect))
     first = opened(feed(RewardRegression(SUBJECT), shorter))[0]
     assert first.evidence["alternative"] == "Beta(0.8, 2.3)"
     stuck = pendulum(rng, 300, mean=-300.0)
@@ -234,3 +236,16 @@ def test_uniform_noise_raises_nothing(seed: int) -> None:
     """Ranks alone decide for continuous rewards: uniform noise stands for any continuous distribution."""
     rewards = np.random.default_rng(200 + seed).uniform(50.0, 100.0, 1000)
     assert feed(RewardRegression(SUBJECT), rewards) == []
+
+
+def test_the_reference_takes_in_every_reward_a_block_at_a_time_up_to_its_size() -> None:
+    """Sequential ranks, a block at a time: each reward is scored against every reward before its block
+    (the newest reference_size), those of a current excursion too."""
+    rng = np.random.default_rng(16)
+    rewards = pendulum(rng, 1234, mean=-500.0)
+    detector = RewardRegression(SUBJECT)
+    assert feed(detector, rewards) == []
+    settings = detector.settings
+    assert detector._window.size == settings.reference_size
+    pending = (1234 - settings.warmup_size) % settings.refresh_every
+    assert np.array_equal(detector._window, rewards[1234 - pending - settings.reference_size : 1234 - pending])

@@ -1,7 +1,9 @@
 """Reward regression: one (agent, environment, region) stream against its own recent baseline.
 
 A bank of CUSUMs of rank log-likelihood ratios (docs/insights.md). Each new reward is placed among a
-reference sample of the stream's own recent rewards: L of them below it, U at or below it. Before any
+reference sample of the stream's own past rewards, every reward before its block of ``refresh_every``
+(sequential ranks, by blocks: a reference that misplaces the distribution lasts one block), up to the
+newest ``reference_size``: L of them below it, U at or below it. Before any
 change its percentile u is uniform, whatever the rewards' distribution (bimodal, capped, skewed or
 heavy-tailed), and the rank interval [L/(n+1), (U+1)/(n+1)] has probability (U+1-L)/(n+1). Each
 alternative of the bank is a way of getting worse, a Beta(a, b) density of u: a < 1 puts more mass on
@@ -27,7 +29,7 @@ from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -64,33 +66,33 @@ class Alternative:
 
 @dataclass(frozen=True)
 class RegressionSettings:
-    # Rewards in the reference sample, the stream's own recent past: watching starts once it holds
-    # ``warmup_size``, and it grows to ``reference_size`` as the stream goes on.
+    # Rewards in the reference sample, the stream's own past: watching starts once it holds
+    # ``warmup_size``, and it grows to ``reference_size`` (then the newest) as the stream goes on.
     warmup_size: int = 200
-    reference_size: int = 500
+    reference_size: int = 1000
     # The bank. Beta(0.6, 1.3): more of the worst rewards and somewhat fewer of the best, the most
     # efficient single alternative on the benchmark's drops. Beta(0.8, 2.3): mostly fewer of the best
     # (CartPole's perfect episodes getting shorter). Beta(0.75, 1): a small shift towards the worst, for
-    # the drops too small for the other two, whose CUSUMs fall back to 0 and let the changed rewards
-    # into the reference; its long excursions also keep them out of it. Thresholds in nats, calibrated by
-    # simulation (`benchmarks/insights.py calibrate`): together, at most 0.5 false alarm per 1,000 clean
-    # streams of 1,000 rewards, drawn like the benchmark's or uniform (ARL0 about 2 million rewards).
+    # the drops too small for the other two (their drift is negative for them: without it, 92 % of the
+    # benchmark's drops are found). Thresholds in nats, calibrated by simulation (`benchmarks/insights.py
+    # calibrate`): together, at most 0.5 false alarm per 1,000 clean streams of 1,000 rewards, drawn like
+    # the benchmark's (0.3) or uniform (0.5): ARL0 about 2.7 million rewards.
     alternatives: tuple[Alternative, ...] = (
-        Alternative(0.75, 1.0, 10.72),
-        Alternative(0.6, 1.3, 12.21),
-        Alternative(0.8, 2.3, 10.0),
+        Alternative(0.75, 1.0, 12.37),
+        Alternative(0.6, 1.3, 13.96),
+        Alternative(0.8, 2.3, 13.8),
     )
-    # A reference of n rewards places each log-likelihood ratio's mean off by about 1/sqrt(n) of its
-    # standard deviation; the CUSUM's allowance is reference_margin / sqrt(n) of it, so that an
-    # unlucky reference (a good stretch taken for the norm) does not drift the CUSUM up. 2.5 of 1.0,
-    # 1.5, 2.5 and 3.5, each with its thresholds calibrated: the shortest delays on other seeds.
-    reference_margin: float = 2.5
+    # Each CUSUM's allowance, in standard deviations of its log-likelihood ratio before a change over
+    # sqrt(n), n the reference's size: a guard against a reference that misplaces the rewards'
+    # distribution (a good stretch taken for the norm drifts a CUSUM up). None is needed: such a
+    # reference lasts one block (``refresh_every``), and the thresholds are calibrated with it.
+    reference_margin: float = 0.0
     # Smallest drop, as a share of the baseline mean, that opens a finding; and from which it is critical.
     min_relative_drop: float = 0.10
     critical_drop: float = 0.30
     # Fewest rewards after the estimated change before a finding opens.
     min_after: int = 10
-    # Rewards before the current excursion join the reference this many at a time.
+    # Rewards join the reference this many at a time (each is scored against all those before its block).
     refresh_every: int = 50
     # An open regression clears when the mean of the last ``recovery_window`` rewards is within half
     # the floor of the baseline mean; checked every ``check_every`` rewards.
@@ -191,15 +193,23 @@ class RewardRegression:
 
     def _set_reference(self, window: Floats) -> None:
         settings = self.settings
-        self._window = window[-settings.reference_size :]
+        # Whole blocks past the warm-up, the oldest dropped: the reference takes few sizes (a table each).
+        blocks = max(window.size - settings.warmup_size, 0) // settings.refresh_every
+        size = min(settings.reference_size, window.size, settings.warmup_size + blocks * settings.refresh_every)
+        self._window = window[-size:]
         self._sorted = np.sort(self._window)
-        self._reference_mean = float(self._window.mean())
-        self._reference_spread = float(self._window.std())
+        size = self._sorted.size
+        self._reference_mean = float(self._window.sum()) / size
+        self._reference_spread = (
+            max(float(np.dot(self._window, self._window)) / size - self._reference_mean**2, 0.0) ** 0.5
+        )
         self._sorted_list = self._sorted.tolist()
-        bank = _bank(self._sorted.size, settings.alternatives, settings.reference_margin)
+        self._steps_by_tie = {}
+        if size == self._untied.shape[1] - 1:  # the same size as before (the common case once grown)
+            return
+        bank = _bank(size, settings.alternatives, settings.reference_margin)
         self._cdfs, self._untied, self._allowances = bank.cdfs, bank.untied, bank.allowances
         self._cdf_lists, self._allowance_list, self._steps_by_place = bank.cdf_lists, bank.allowance_list, bank.steps
-        self._steps_by_tie = {}
 
     # Watching: a CUSUM of log-likelihood ratios per alternative.
 
@@ -283,30 +293,45 @@ class RewardRegression:
         return _ratios(self._sorted, values, self._cdfs, self._untied)
 
     def _refresh(self, force: bool = False) -> None:
-        """Moves the rewards before the earliest current excursion into the reference, a block at a
-        time; with ``force``, all of them (a shift too small to report becomes the new baseline)."""
-        safe = self._recent.size if force else min(self._excursions) - self._recent_start
-        cap = 4 * self.settings.reference_size
-        if not force and self._recent.size > cap:  # a long excursion that never alarms: bound it
-            safe = self._recent.size - cap
-        if safe < (1 if force else self.settings.refresh_every):
+        """Moves the rewards since the last refresh into the reference once there are ``refresh_every``
+        of them; with ``force``, however few, and the CUSUMs start again (a shift too small to report
+        becomes the new baseline). Every reward is so scored against all the rewards before its block,
+        those of a current excursion too: a reference that happens to misplace the rewards' distribution
+        is corrected within a block instead of lasting (sequential ranks, a block at a time)."""
+        every = self.settings.refresh_every
+        # whole blocks: the reference then takes few distinct sizes as it grows (a table each)
+        moved = self._recent.size if force else self._recent.size // every * every
+        if moved == 0:
             return
-        self._set_reference(np.concatenate((self._window, self._recent[:safe])))
-        self._recent = self._recent[safe:]
-        self._recent_start += safe
+        self._set_reference(np.concatenate((self._window, self._recent[:moved])))
+        self._recent_start += moved
+        self._recent = self._recent[moved:]
         if force:
             self._cusums = [0.0] * self._count
-        self._excursions = [max(excursion, self._recent_start) for excursion in self._excursions]
-        while len(self._runs) > 1 and self._runs[0][0] < self._recent_start - 1:
+            self._excursions = [self._recent_start] * self._count
+        oldest = self._recent_start - self._window.size
+        while len(self._runs) > 1 and self._runs[0][0] < oldest - self.settings.min_after:
             self._runs.popleft()
 
+    def _split(self, change: int) -> tuple[Floats, Floats]:
+        """The reference's rewards before ``change`` (the baseline, at least ``warmup_size`` of them), and
+        the rewards from there on (the stretch, some of them already in the reference)."""
+        held = min(self._recent_start - change, self._window.size - self.settings.warmup_size)
+        if held <= 0:
+            return self._window, self._recent[-held:]
+        kept = self._window.size - held
+        return self._window[:kept], np.concatenate((self._window[kept:], self._recent))
+
     def _alarm(self, position: int, findings: list[Finding]) -> None:
-        change = self._excursions[self._alarmed]
-        after = self._recent[change - self._recent_start :]
-        drop = relative_drop(self._reference_mean, float(after.mean()), self._reference_spread)
+        baseline, after = self._split(self._excursions[self._alarmed])
+        drop = relative_drop(float(baseline.mean()), float(after.mean()), float(baseline.std()))
         if drop < self.settings.min_relative_drop:
             self._refresh(force=True)
             return
+        change = position - after.size + 1
+        # The regression is measured against the baseline, which stays as it is while it is open.
+        self._set_reference(baseline)
+        self._recent = np.empty(0)
         alternative = self.settings.alternatives[self._alarmed]
         self._open = _OpenRegression(
             first_seen=change,
@@ -314,8 +339,9 @@ class RewardRegression:
             statistic=self._cusums[self._alarmed],
             alternative=alternative,
             allowance=float(self._allowances[self._alarmed]),
-            # the baseline is the reference: its newest reward names the run it is of
-            baseline_run=self._run_at(self._recent_start - 1),
+            # A fast alarm can date a change a few rewards late: the baseline's run is the one
+            # min_after rewards before.
+            baseline_run=self._run_at(change - 1 - self.settings.min_after),
             current_run=self._run_at(position),
             emitted_at=position,
             checked_at=position,
@@ -468,10 +494,11 @@ class _Bank:
     steps: list[tuple[float, ...]]  # by the number below: each alternative's ratio less its allowance
 
 
-@cache
+@lru_cache(maxsize=64)
 def _bank(size: int, alternatives: tuple[Alternative, ...], margin: float) -> _Bank:
-    """Made once per reference size and bank, shared by every detector (a reference refreshes to the
-    same size again and again once it has grown)."""
+    """Made once per reference size and bank, shared by every detector: a reference grows by whole
+    blocks (17 sizes from 200 to 1,000) and then keeps its size. Bounded (a table of 1,000 is ~300 kB),
+    since a reference that took in a stretch too small to report has grown to any size."""
     tables = [_tables(size, alternative.a, alternative.b) for alternative in alternatives]
     cdfs = np.stack([cdf for cdf, _, _ in tables])
     untied = np.stack([untied for _, untied, _ in tables])
@@ -480,12 +507,11 @@ def _bank(size: int, alternatives: tuple[Alternative, ...], margin: float) -> _B
     return _Bank(cdfs, untied, allowances, cdfs.tolist(), allowances.tolist(), steps)
 
 
-@cache
 def _tables(size: int, a: float, b: float) -> tuple[Floats, Floats, float]:
     """For a reference of ``size`` rewards and the alternative Beta(a, b): its distribution function
     at k/(size+1), k = 0..size+1; the log-likelihood ratio of a reward tied with none of the reference,
     by the number below it; and that ratio's standard deviation before a change (each of the size+1
-    places equally likely). Made once per reference size and alternative, shared by every detector."""
+    places equally likely)."""
     cdf = _beta_cdf(as_floats(np.arange(size + 2) / (size + 1.0)), a, b)
     with np.errstate(divide="ignore"):
         untied = as_floats(np.log(np.diff(cdf) * (size + 1)))
