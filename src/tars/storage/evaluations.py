@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, delete, insert, or_, select, text
+from sqlalchemy import Engine, Select, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from tars.domain.errors import NotFound
@@ -20,6 +20,7 @@ from tars.domain.evaluations import (
     encode_cursor,
 )
 from tars.storage import rollups
+from tars.storage.keyset import newest_first
 from tars.storage.tables import EvaluationRow
 from tars.storage.types import utcnow
 
@@ -141,18 +142,15 @@ def evaluation_page_query(where: EvaluationFilter, *, limit: int, after: Positio
     ):
         if value is not None:
             query = query.where(column == value)
-    if where.since is not None:
-        query = query.where(EvaluationRow.created_at >= where.since)
-    if where.until is not None:
-        query = query.where(EvaluationRow.created_at < where.until)
-    if after is not None:
-        query = query.where(
-            or_(
-                EvaluationRow.created_at < after.created_at,
-                and_(EvaluationRow.created_at == after.created_at, EvaluationRow.id < after.id),
-            )
-        )
-    return query.order_by(EvaluationRow.created_at.desc(), EvaluationRow.id.desc()).limit(limit + 1)
+    return newest_first(
+        query,
+        EvaluationRow.created_at,
+        EvaluationRow.id,
+        since=where.since,
+        until=where.until,
+        after=after,
+        limit=limit,
+    )
 
 
 def read_page(session: Session, where: EvaluationFilter, *, limit: int, after: Position | None) -> list[Evaluation]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ from tars.domain.insights import (
     Severity,
     Subject,
 )
+from tars.storage.keyset import newest_first
 from tars.storage.tables import InsightRow
 
 # PostgreSQL's codes for a transaction that lost a race and may simply be run again: a deadlock, a
@@ -135,18 +136,15 @@ def read_page(session: Session, where: InsightFilter, *, limit: int, after: Posi
     ):
         if value is not None:
             query = query.where(column == str(value))
-    if where.since is not None:
-        query = query.where(InsightRow.first_seen_at >= where.since)
-    if where.until is not None:
-        query = query.where(InsightRow.first_seen_at < where.until)
-    if after is not None:
-        query = query.where(
-            or_(
-                InsightRow.first_seen_at < after.created_at,
-                and_(InsightRow.first_seen_at == after.created_at, InsightRow.id < after.id),
-            )
-        )
-    query = query.order_by(InsightRow.first_seen_at.desc(), InsightRow.id.desc()).limit(limit + 1)
+    query = newest_first(
+        query,
+        InsightRow.first_seen_at,
+        InsightRow.id,
+        since=where.since,
+        until=where.until,
+        after=after,
+        limit=limit,
+    )
     return [insight_of(row) for row in session.scalars(query)]
 
 
